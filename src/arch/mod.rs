@@ -1,0 +1,105 @@
+//! Per-architecture register state: decoding from CRIU images and encoding as the
+//! register notes the Linux kernel writes into a core. The architecture always comes
+//! from `core_entry.mtype`, never from the machine running ck2core.
+
+pub mod x86_64;
+
+use crate::error::{Error, Result};
+use crate::images::pb;
+
+/// An architecture CRIU records in `core_entry.mtype`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Arch {
+    /// x86-64 (mtype 1).
+    X86_64,
+}
+
+/// CRIU's `march` names, indexed by mtype, for messages about unsupported ones.
+const MTYPE_NAMES: [&str; 9] = [
+    "UNKNOWN",
+    "X86_64",
+    "ARM",
+    "AARCH64",
+    "PPC64",
+    "S390",
+    "MIPS",
+    "LOONGARCH64",
+    "RISCV64",
+];
+
+impl Arch {
+    /// The architecture of a thread's core image.
+    pub fn from_mtype(member: &str, mtype: Option<u32>) -> Result<Arch> {
+        match mtype {
+            Some(1) => Ok(Arch::X86_64),
+            Some(m) if (m as usize) < MTYPE_NAMES.len() && m != 0 => Err(Error::Unsupported(format!(
+                "{member}: core_entry.mtype is {m} ({}): this architecture is not supported yet (x86_64 only)",
+                MTYPE_NAMES[m as usize]
+            ))),
+            Some(m) => Err(Error::image(
+                member,
+                format!("core_entry.mtype is {m}, which is no architecture CRIU knows"),
+            )),
+            None => Err(Error::image(member, "core_entry.mtype is missing")),
+        }
+    }
+
+    /// Name as used in output.
+    pub fn name(self) -> &'static str {
+        match self {
+            Arch::X86_64 => "x86_64",
+        }
+    }
+
+    /// ELF e_machine of a core for this architecture.
+    pub fn elf_machine(self) -> u16 {
+        match self {
+            Arch::X86_64 => 62,
+        }
+    }
+}
+
+/// A thread's registers, in the architecture's own terms.
+#[derive(Debug, Clone)]
+pub enum Registers {
+    /// x86-64 general, FPU and extended state.
+    X86_64(Box<x86_64::Regs>),
+}
+
+impl Registers {
+    /// Decodes the registers of a thread's core entry.
+    pub fn decode(member: &str, arch: Arch, core: &pb::CoreEntry) -> Result<Registers> {
+        match arch {
+            Arch::X86_64 => {
+                let ti = core.thread_info.as_ref().ok_or_else(|| {
+                    Error::image(member, "core_entry.thread_info (x86 registers) is missing")
+                })?;
+                Ok(Registers::X86_64(Box::new(x86_64::Regs::decode(
+                    member, ti,
+                )?)))
+            }
+        }
+    }
+
+    /// Program counter.
+    pub fn pc(&self) -> u64 {
+        match self {
+            Registers::X86_64(r) => r.get("rip").unwrap_or(0),
+        }
+    }
+
+    /// Stack pointer.
+    pub fn sp(&self) -> u64 {
+        match self {
+            Registers::X86_64(r) => r.get("rsp").unwrap_or(0),
+        }
+    }
+
+    /// The system call the thread was in when checkpointed, if any (number).
+    pub fn syscall(&self) -> Option<u64> {
+        match self {
+            Registers::X86_64(r) => r.syscall(),
+        }
+    }
+}

@@ -1,0 +1,486 @@
+//! Input: a CRIU image directory, or a container checkpoint archive (tar, tar.gz,
+//! tar.zst, from a file or stdin), presented as one index of named members.
+//!
+//! Nothing is ever extracted. An uncompressed tar on disk is read in place by offset.
+//! A compressed or piped archive is streamed once; the members ck2core may need are
+//! copied into one anonymous spool file (unlinked at creation, so nothing is left
+//! behind) and read from there by offset. Member names are checked: no absolute
+//! paths, no `..`, no duplicates; links are never followed on the local filesystem.
+
+mod tarball;
+
+use std::collections::BTreeMap;
+use std::fs::File;
+use std::io::Read;
+use std::os::unix::fs::FileExt;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use crate::error::{Error, Result};
+
+/// Where the checkpoint comes from.
+#[derive(Debug, Clone)]
+pub enum Input {
+    /// A directory of images or an archive file.
+    Path(PathBuf),
+    /// An archive on standard input (`-`).
+    Stdin,
+}
+
+impl Input {
+    /// `-` means standard input; anything else is a path.
+    pub fn parse(arg: &str) -> Input {
+        if arg == "-" {
+            Input::Stdin
+        } else {
+            Input::Path(PathBuf::from(arg))
+        }
+    }
+
+    /// How the input is named in messages.
+    pub fn label(&self) -> String {
+        match self {
+            Input::Path(p) => p.display().to_string(),
+            Input::Stdin => "<stdin>".to_string(),
+        }
+    }
+}
+
+/// Bounds on what reading an archive may cost.
+#[derive(Debug, Clone, Copy)]
+pub struct Limits {
+    /// Most bytes a compressed or piped archive may expand to in the spool.
+    pub max_unpacked: u64,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            max_unpacked: 64 << 30,
+        }
+    }
+}
+
+/// The container of the checkpoint, as detected from its content.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Format {
+    /// A directory on disk.
+    Directory,
+    /// An uncompressed tar.
+    Tar,
+    /// A gzip-compressed tar.
+    TarGz,
+    /// A zstd-compressed tar.
+    TarZst,
+}
+
+impl Format {
+    /// Short name for messages and JSON.
+    pub fn name(self) -> &'static str {
+        match self {
+            Format::Directory => "directory",
+            Format::Tar => "tar",
+            Format::TarGz => "tar.gz",
+            Format::TarZst => "tar.zst",
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+enum Data {
+    /// Bytes at `offset` in a shared file (an uncompressed tar, or the spool).
+    At { file: Arc<File>, offset: u64 },
+    /// A file of an image directory, opened when read.
+    Path(PathBuf),
+    /// Known size only: a member we do not keep (logs, volumes).
+    SizeOnly,
+    /// A symbolic link; its target is interpreted, never followed on disk.
+    Symlink(String),
+}
+
+/// One named member of the checkpoint.
+#[derive(Debug, Clone)]
+pub struct Member {
+    /// Normalised name, relative, `/`-separated.
+    pub name: String,
+    /// Size in bytes.
+    pub size: u64,
+    data: Data,
+}
+
+impl Member {
+    /// The link target, if this member is a symbolic link.
+    pub fn symlink_target(&self) -> Option<&str> {
+        match &self.data {
+            Data::Symlink(t) => Some(t),
+            _ => None,
+        }
+    }
+
+    /// Opens the member for positioned reads.
+    pub fn open(&self) -> Result<Blob> {
+        match &self.data {
+            Data::At { file, offset } => Ok(Blob {
+                name: self.name.clone(),
+                file: file.clone(),
+                base: *offset,
+                len: self.size,
+            }),
+            Data::Path(p) => {
+                let file = File::open(p).map_err(|e| Error::io(p, e))?;
+                Ok(Blob {
+                    name: self.name.clone(),
+                    file: Arc::new(file),
+                    base: 0,
+                    len: self.size,
+                })
+            }
+            Data::SizeOnly => Err(Error::image(
+                &self.name,
+                "this member's content is not kept by ck2core",
+            )),
+            Data::Symlink(t) => Err(Error::image(
+                &self.name,
+                format!("is a symbolic link (to {t}), not a file"),
+            )),
+        }
+    }
+
+    /// Reads the whole member, refusing members larger than `max` bytes.
+    pub fn read_all(&self, max: u64) -> Result<Vec<u8>> {
+        if self.size > max {
+            return Err(Error::image(
+                &self.name,
+                format!(
+                    "is {} bytes, more than the {} an image of this kind may have",
+                    self.size, max
+                ),
+            ));
+        }
+        let blob = self.open()?;
+        let mut buf = vec![0u8; self.size as usize];
+        blob.read_exact_at(0, &mut buf)?;
+        Ok(buf)
+    }
+}
+
+/// A member opened for positioned reads.
+#[derive(Debug, Clone)]
+pub struct Blob {
+    name: String,
+    file: Arc<File>,
+    base: u64,
+    len: u64,
+}
+
+impl Blob {
+    /// A whole file of the local filesystem as a blob (`name` for messages).
+    pub fn from_file(name: &str, file: File, len: u64) -> Blob {
+        Blob {
+            name: name.to_string(),
+            file: Arc::new(file),
+            base: 0,
+            len,
+        }
+    }
+
+    /// Member name, for messages.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// Size in bytes.
+    pub fn len(&self) -> u64 {
+        self.len
+    }
+
+    /// Whether two blobs are the same bytes of the same file.
+    pub fn same_as(&self, other: &Blob) -> bool {
+        Arc::ptr_eq(&self.file, &other.file) && self.base == other.base
+    }
+
+    /// True for an empty member.
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    /// Fills `buf` from `offset`; reading past the end is an error naming the member.
+    pub fn read_exact_at(&self, offset: u64, buf: &mut [u8]) -> Result<()> {
+        let end = offset.checked_add(buf.len() as u64);
+        if end.is_none_or(|e| e > self.len) {
+            return Err(Error::image(
+                &self.name,
+                format!(
+                    "read of {} bytes at offset {offset} goes past the end ({} bytes)",
+                    buf.len(),
+                    self.len
+                ),
+            ));
+        }
+        self.file
+            .read_exact_at(buf, self.base + offset)
+            .map_err(|e| Error::image(&self.name, format!("read at offset {offset}: {e}")))
+    }
+
+    /// A sub-range of this member, as its own blob.
+    pub fn slice(&self, offset: u64, len: u64) -> Result<Blob> {
+        match offset.checked_add(len) {
+            Some(end) if end <= self.len => Ok(Blob {
+                name: self.name.clone(),
+                file: self.file.clone(),
+                base: self.base + offset,
+                len,
+            }),
+            _ => Err(Error::image(
+                &self.name,
+                format!(
+                    "range {offset}+{len} goes past the end ({} bytes)",
+                    self.len
+                ),
+            )),
+        }
+    }
+}
+
+/// An index of every member of a checkpoint, and where its bytes are.
+#[derive(Debug)]
+pub struct Archive {
+    label: String,
+    format: Format,
+    members: BTreeMap<String, Member>,
+    notes: Vec<String>,
+}
+
+/// Members whose content no command needs; only their sizes are kept.
+fn size_only(name: &str) -> bool {
+    matches!(
+        name,
+        "ctr.log" | "container.log" | "io.kubernetes.cri-o.LogPath" | "devshm-checkpoint.tar"
+    ) || name.starts_with("volumes/")
+        || name.starts_with("artifacts/")
+}
+
+impl Archive {
+    /// Opens `input`, detecting its format from its content.
+    pub fn open(input: &Input, limits: &Limits) -> Result<Archive> {
+        let label = input.label();
+        match input {
+            Input::Path(path) => {
+                let meta = std::fs::metadata(path).map_err(|e| Error::io(path, e))?;
+                if meta.is_dir() {
+                    return Archive::from_dir(path);
+                }
+                let file = File::open(path).map_err(|e| Error::io(path, e))?;
+                let mut head = [0u8; 512];
+                let n = file.read_at(&mut head, 0).map_err(|e| Error::io(path, e))?;
+                match sniff(&head[..n]) {
+                    Some(Format::Tar) => tarball::index_seekable(label, file),
+                    Some(f) => tarball::index_stream(label, f, Box::new(file), limits),
+                    None => Err(not_a_checkpoint(&label)),
+                }
+            }
+            Input::Stdin => {
+                let mut stdin = std::io::stdin().lock();
+                let mut head = Vec::with_capacity(512);
+                (&mut stdin)
+                    .take(512)
+                    .read_to_end(&mut head)
+                    .map_err(|e| Error::io("<stdin>", e))?;
+                let format = sniff(&head).ok_or_else(|| not_a_checkpoint(&label))?;
+                let reader = std::io::Cursor::new(head).chain(stdin);
+                tarball::index_stream(label, format, Box::new(reader), limits)
+            }
+        }
+    }
+
+    fn from_dir(root: &Path) -> Result<Archive> {
+        let mut archive = Archive {
+            label: root.display().to_string(),
+            format: Format::Directory,
+            members: BTreeMap::new(),
+            notes: Vec::new(),
+        };
+        // An extracted container archive has the images one level down
+        // (checkpoint/); deeper levels are never needed.
+        let mut dirs = vec![(root.to_path_buf(), String::new(), 0)];
+        while let Some((dir, prefix, depth)) = dirs.pop() {
+            let rd = std::fs::read_dir(&dir).map_err(|e| Error::io(&dir, e))?;
+            for ent in rd {
+                let ent = ent.map_err(|e| Error::io(&dir, e))?;
+                let Some(fname) = ent.file_name().to_str().map(str::to_string) else {
+                    archive.notes.push(format!(
+                        "{}: name is not UTF-8, ignored",
+                        ent.path().display()
+                    ));
+                    continue;
+                };
+                let name = format!("{prefix}{fname}");
+                let ft = ent.file_type().map_err(|e| Error::io(ent.path(), e))?;
+                let data = if ft.is_symlink() {
+                    let t = std::fs::read_link(ent.path()).map_err(|e| Error::io(ent.path(), e))?;
+                    Data::Symlink(t.to_string_lossy().into_owned())
+                } else if ft.is_dir() {
+                    if depth < 1 {
+                        dirs.push((ent.path(), format!("{name}/"), depth + 1));
+                    }
+                    continue;
+                } else if ft.is_file() {
+                    Data::Path(ent.path())
+                } else {
+                    continue;
+                };
+                let size = match data {
+                    Data::Path(_) => ent.metadata().map_err(|e| Error::io(ent.path(), e))?.len(),
+                    _ => 0,
+                };
+                archive
+                    .members
+                    .insert(name.clone(), Member { name, size, data });
+            }
+        }
+        Ok(archive)
+    }
+
+    /// The input as the user named it.
+    pub fn label(&self) -> &str {
+        &self.label
+    }
+
+    /// Detected format.
+    pub fn format(&self) -> Format {
+        self.format
+    }
+
+    /// A member by its normalised name.
+    pub fn member(&self, name: &str) -> Option<&Member> {
+        self.members.get(name)
+    }
+
+    /// Every member, in name order.
+    pub fn members(&self) -> impl Iterator<Item = &Member> {
+        self.members.values()
+    }
+
+    /// Things noticed while indexing (ignored members and why).
+    pub fn notes(&self) -> &[String] {
+        &self.notes
+    }
+
+    /// The directory prefix (`""` or `"checkpoint/"`) that holds the CRIU images.
+    pub fn images_prefix(&self) -> Result<String> {
+        for p in ["checkpoint/", ""] {
+            if self.members.contains_key(&format!("{p}pstree.img")) {
+                return Ok(p.to_string());
+            }
+        }
+        let dirs: Vec<&str> = self
+            .members
+            .keys()
+            .filter_map(|k| k.strip_suffix("pstree.img"))
+            .filter(|d| d.ends_with('/'))
+            .collect();
+        match dirs.as_slice() {
+            [one] => Ok(one.to_string()),
+            [] => Err(Error::Archive {
+                archive: self.label.clone(),
+                detail: "no pstree.img: this is not a CRIU image directory or a container checkpoint archive".into(),
+            }),
+            many => Err(Error::Unsupported(format!(
+                "{}: holds several checkpoints ({}); pod checkpoints are not supported yet",
+                self.label,
+                many.join(", ")
+            ))),
+        }
+    }
+
+    /// For a directory input: the directory a member path names on disk.
+    pub fn dir_path(&self, name: &str) -> Option<PathBuf> {
+        (self.format == Format::Directory).then(|| Path::new(&self.label).join(name))
+    }
+}
+
+fn not_a_checkpoint(label: &str) -> Error {
+    Error::Archive {
+        archive: label.to_string(),
+        detail: "not a CRIU image directory or a tar, tar.gz or tar.zst archive".into(),
+    }
+}
+
+/// Detects the archive format from its first bytes.
+fn sniff(head: &[u8]) -> Option<Format> {
+    if head.starts_with(&[0x1f, 0x8b]) {
+        Some(Format::TarGz)
+    } else if head.starts_with(&[0x28, 0xb5, 0x2f, 0xfd]) {
+        Some(Format::TarZst)
+    } else if head.len() >= 262 && &head[257..262] == b"ustar" {
+        Some(Format::Tar)
+    } else {
+        None
+    }
+}
+
+/// Normalises a member name; `None` if it is unsafe (absolute, `..`) or empty.
+pub fn normalize_name(raw: &str) -> Option<String> {
+    normalize(raw)
+}
+
+fn normalize(raw: &str) -> Option<String> {
+    if raw.starts_with('/') {
+        return None;
+    }
+    let mut parts = Vec::new();
+    for c in raw.split('/') {
+        match c {
+            "" | "." => {}
+            ".." => return None,
+            c => parts.push(c),
+        }
+    }
+    (!parts.is_empty()).then(|| parts.join("/"))
+}
+
+/// Resolves a symlink `target` found in member `link` to a member name, within the
+/// archive's own namespace. `None` if it leaves the archive.
+pub fn resolve_link(link: &str, target: &str) -> Option<String> {
+    if target.starts_with('/') {
+        return None;
+    }
+    let mut parts: Vec<&str> = link.split('/').collect();
+    parts.pop();
+    for c in target.split('/') {
+        match c {
+            "" | "." => {}
+            ".." => {
+                parts.pop()?;
+            }
+            c => parts.push(c),
+        }
+    }
+    Some(parts.join("/"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_are_normalised_and_unsafe_ones_refused() {
+        assert_eq!(
+            normalize("./checkpoint//core-1.img").as_deref(),
+            Some("checkpoint/core-1.img")
+        );
+        assert_eq!(normalize("/etc/passwd"), None);
+        assert_eq!(normalize("checkpoint/../../x"), None);
+        assert_eq!(normalize("./"), None);
+    }
+
+    #[test]
+    fn links_resolve_inside_the_archive_only() {
+        assert_eq!(
+            resolve_link("checkpoint/parent", "../pre-checkpoint").as_deref(),
+            Some("pre-checkpoint")
+        );
+        assert_eq!(resolve_link("checkpoint/parent", "../../etc"), None);
+        assert_eq!(resolve_link("checkpoint/parent", "/etc"), None);
+    }
+}

@@ -1,0 +1,108 @@
+//! `ck2core convert`: one core per process, a line per process on stderr.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::Args;
+
+use super::{human, Source, EXIT_FAILURE, EXIT_PARTIAL};
+use ck2core::core::Plan;
+use ck2core::model::{Checkpoint, TaskState};
+
+#[derive(Args)]
+pub struct ConvertArgs {
+    #[command(flatten)]
+    source: Source,
+    /// Directory for the cores (created if missing).
+    #[arg(short, long, value_name = "DIR")]
+    output: PathBuf,
+    /// Convert only this process (repeatable).
+    #[arg(long = "pid", value_name = "PID")]
+    pids: Vec<u32>,
+    /// Overwrite existing core files.
+    #[arg(long)]
+    force: bool,
+}
+
+pub fn run(a: ConvertArgs) -> anyhow::Result<ExitCode> {
+    let ckpt = Checkpoint::open(&a.source.input(), &a.source.options())?;
+    for n in ckpt.archive().notes() {
+        eprintln!("note: {n}");
+    }
+    let pids: Vec<u32> = if a.pids.is_empty() {
+        ckpt.tree.iter().map(|t| t.pid).collect()
+    } else {
+        for p in &a.pids {
+            if !ckpt.tree.iter().any(|t| t.pid == *p) {
+                let all: Vec<String> = ckpt.tree.iter().map(|t| t.pid.to_string()).collect();
+                anyhow::bail!(
+                    "no process {p} in the checkpoint (pids: {})",
+                    all.join(", ")
+                );
+            }
+        }
+        a.pids.clone()
+    };
+    std::fs::create_dir_all(&a.output).map_err(|e| {
+        anyhow::anyhow!(
+            "{}: cannot create the output directory: {e}",
+            a.output.display()
+        )
+    })?;
+    let (mut ok, mut failed) = (0, 0);
+    for pid in pids {
+        let process = match ckpt.process(pid) {
+            Ok(p) => p,
+            Err(e) => {
+                eprintln!("failed   pid {pid}: {e}");
+                failed += 1;
+                continue;
+            }
+        };
+        if process.state == TaskState::Zombie {
+            eprintln!(
+                "skipped  pid {pid} ({}): a zombie has no memory or registers to put in a core",
+                process.comm
+            );
+            continue;
+        }
+        let result = Plan::new(&process).and_then(|plan| plan.write(&a.output, pid, a.force));
+        match result {
+            Ok(w) => {
+                ok += 1;
+                let threads = process.threads.len();
+                eprintln!(
+                    "{:<10} pid {pid} ({}), {threads} thread{}, {} written, {} in the file",
+                    w.path.file_name().unwrap_or_default().to_string_lossy(),
+                    process.comm,
+                    if threads == 1 { "" } else { "s" },
+                    human(w.data_bytes),
+                    human(w.file_size),
+                );
+                for (why, bytes) in &w.left_out.by_reason {
+                    eprintln!("           left out {}: {why}", human(*bytes));
+                }
+            }
+            Err(e) => {
+                eprintln!("failed   pid {pid} ({}): {e}", process.comm);
+                failed += 1;
+            }
+        }
+    }
+    if ok > 0 {
+        eprintln!(
+            "open with: gdb --core {}/core.<pid>{}",
+            a.output.display(),
+            a.source
+                .rootfs
+                .as_ref()
+                .map(|r| format!(" -iex 'set sysroot {}'", r.display()))
+                .unwrap_or_default()
+        );
+    }
+    Ok(match (ok, failed) {
+        (_, 0) => ExitCode::SUCCESS,
+        (0, _) => ExitCode::from(EXIT_FAILURE),
+        _ => ExitCode::from(EXIT_PARTIAL),
+    })
+}

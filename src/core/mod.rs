@@ -1,0 +1,352 @@
+//! The ELF core writer: plans the layout of one process's core (notes, one PT_LOAD
+//! per VMA in address order, as the kernel writes them), then streams page content
+//! from the checkpoint into it. Untouched memory becomes holes; offsets come from the
+//! plan, and every byte range written is the one planned, so a short source is an
+//! error rather than a shifted file. The core is written under a temporary name and
+//! renamed only when complete.
+
+pub mod notes;
+
+use std::collections::BTreeMap;
+use std::fs::{File, OpenOptions};
+use std::os::unix::fs::{FileExt, OpenOptionsExt};
+use std::path::{Path, PathBuf};
+
+use crate::error::{Error, Result};
+use crate::model::memory::{AddressSpace, Extent, Source, Vma, VmaKind};
+use crate::model::Process;
+use notes::Note;
+
+const EHDR_SIZE: u64 = 64;
+const PHDR_SIZE: u64 = 56;
+/// The kernel aligns the start of segment data to ELF_EXEC_PAGESIZE.
+const DATA_ALIGN: u64 = 4096;
+/// Above this many program headers, e_phnum holds PN_XNUM and the real count lives
+/// in section header 0.
+const PN_XNUM: u64 = 0xffff;
+
+/// One planned PT_LOAD.
+#[derive(Debug)]
+pub struct Segment {
+    /// Start address.
+    pub vaddr: u64,
+    /// Size in memory.
+    pub memsz: u64,
+    /// Bytes in the file (a prefix of the range).
+    pub filesz: u64,
+    /// PF_* flags.
+    pub flags: u32,
+    /// File offset.
+    pub offset: u64,
+    /// Where the `filesz` bytes come from, in order.
+    pieces: Vec<Extent>,
+}
+
+/// Memory that belongs in the core but that no source could provide.
+#[derive(Debug, Default)]
+pub struct LeftOut {
+    /// Bytes missing, by reason.
+    pub by_reason: BTreeMap<String, u64>,
+}
+
+/// A complete plan for one core file.
+pub struct Plan {
+    /// e_machine.
+    pub machine: u16,
+    notes: Vec<u8>,
+    /// Segments in file order.
+    pub segments: Vec<Segment>,
+    /// Total file size.
+    pub file_size: u64,
+    /// What could not be included, and why.
+    pub left_out: LeftOut,
+}
+
+/// What writing a core did.
+#[derive(Debug)]
+pub struct Written {
+    /// Final path.
+    pub path: PathBuf,
+    /// File size (apparent).
+    pub file_size: u64,
+    /// Bytes of memory content actually written (the rest are holes).
+    pub data_bytes: u64,
+    /// Number of PT_LOAD segments.
+    pub segments: usize,
+    /// What could not be included, and why.
+    pub left_out: LeftOut,
+}
+
+impl Plan {
+    /// Plans the core of `p` (which must have memory).
+    pub fn new(p: &Process) -> Result<Plan> {
+        let mem = p
+            .memory
+            .as_ref()
+            .ok_or_else(|| Error::Usage(format!("process {} has no memory (zombie)", p.pid())))?;
+        let mut left_out = LeftOut::default();
+        let mut segments = Vec::new();
+        for vma in &mem.vmas {
+            plan_vma(mem, vma, &mut segments, &mut left_out)?;
+        }
+        let notes = encode_notes(p, mem)?;
+        let phnum = 1 + segments.len() as u64;
+        let notes_at = EHDR_SIZE + PHDR_SIZE * phnum;
+        let mut offset = (notes_at + notes.len() as u64).next_multiple_of(DATA_ALIGN);
+        for s in &mut segments {
+            s.offset = offset;
+            offset += s.filesz;
+        }
+        let file_size = if phnum >= PN_XNUM {
+            offset.next_multiple_of(8) + 64
+        } else {
+            offset
+        };
+        Ok(Plan {
+            machine: p.arch.elf_machine(),
+            notes,
+            segments,
+            file_size,
+            left_out,
+        })
+    }
+
+    fn headers(&self) -> Vec<u8> {
+        let phnum = 1 + self.segments.len() as u64;
+        let notes_at = EHDR_SIZE + PHDR_SIZE * phnum;
+        let xnum = phnum >= PN_XNUM;
+        let shoff = if xnum { self.file_size - 64 } else { 0 };
+        let mut h = Vec::with_capacity(notes_at as usize + self.notes.len());
+        h.extend_from_slice(b"\x7fELF");
+        h.extend_from_slice(&[2, 1, 1, 0]); // ELFCLASS64, little-endian, EV_CURRENT, SYSV
+        h.extend_from_slice(&[0; 8]);
+        h.extend_from_slice(&4u16.to_le_bytes()); // ET_CORE
+        h.extend_from_slice(&self.machine.to_le_bytes());
+        h.extend_from_slice(&1u32.to_le_bytes());
+        h.extend_from_slice(&0u64.to_le_bytes()); // e_entry
+        h.extend_from_slice(&EHDR_SIZE.to_le_bytes()); // e_phoff
+        h.extend_from_slice(&shoff.to_le_bytes());
+        h.extend_from_slice(&0u32.to_le_bytes()); // e_flags
+        h.extend_from_slice(&(EHDR_SIZE as u16).to_le_bytes());
+        h.extend_from_slice(&(PHDR_SIZE as u16).to_le_bytes());
+        h.extend_from_slice(&(phnum.min(PN_XNUM) as u16).to_le_bytes());
+        h.extend_from_slice(&(if xnum { 64u16 } else { 0 }).to_le_bytes()); // e_shentsize
+        h.extend_from_slice(&(xnum as u16).to_le_bytes()); // e_shnum
+        h.extend_from_slice(&0u16.to_le_bytes()); // e_shstrndx
+        let phdr = |h: &mut Vec<u8>,
+                    ty: u32,
+                    flags: u32,
+                    off: u64,
+                    vaddr: u64,
+                    filesz: u64,
+                    memsz: u64,
+                    align: u64| {
+            h.extend_from_slice(&ty.to_le_bytes());
+            h.extend_from_slice(&flags.to_le_bytes());
+            for v in [off, vaddr, 0, filesz, memsz, align] {
+                h.extend_from_slice(&v.to_le_bytes());
+            }
+        };
+        phdr(&mut h, 4, 0, notes_at, 0, self.notes.len() as u64, 0, 4);
+        for s in &self.segments {
+            phdr(
+                &mut h, 1, s.flags, s.offset, s.vaddr, s.filesz, s.memsz, DATA_ALIGN,
+            );
+        }
+        h.extend_from_slice(&self.notes);
+        h
+    }
+
+    /// Writes the core to `dir/core.<pid>` through a temporary file.
+    pub fn write(self, dir: &Path, pid: u32, force: bool) -> Result<Written> {
+        let path = dir.join(format!("core.{pid}"));
+        if !force && std::fs::symlink_metadata(&path).is_ok() {
+            return Err(Error::Usage(format!(
+                "{} exists; use --force to overwrite it",
+                path.display()
+            )));
+        }
+        let tmp = dir.join(format!(".core.{pid}.partial-{}", std::process::id()));
+        let file = OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o600)
+            .open(&tmp)
+            .map_err(|e| Error::io(&tmp, e))?;
+        let guard = RemoveOnDrop(Some(tmp.clone()));
+        let data_bytes = self.write_to(&file).map_err(|e| match e {
+            Error::Io { path: p, source } if p.as_os_str().is_empty() => Error::io(&tmp, source),
+            e => e,
+        })?;
+        file.sync_data().map_err(|e| Error::io(&tmp, e))?;
+        drop(file);
+        std::fs::rename(&tmp, &path).map_err(|e| Error::io(&path, e))?;
+        std::mem::forget(guard);
+        Ok(Written {
+            path,
+            file_size: self.file_size,
+            data_bytes,
+            segments: self.segments.len(),
+            left_out: self.left_out,
+        })
+    }
+
+    /// Writes the planned bytes into `file`; returns the bytes of content written.
+    pub fn write_to(&self, file: &File) -> Result<u64> {
+        let io = |e| Error::io(PathBuf::new(), e);
+        file.write_all_at(&self.headers(), 0).map_err(io)?;
+        let mut buf = vec![0u8; 1 << 20];
+        let mut written = 0u64;
+        for s in &self.segments {
+            let mut at = s.offset;
+            for piece in &s.pieces {
+                if let Source::Bytes { blob, offset, .. } = &piece.source {
+                    let mut done = 0u64;
+                    while done < piece.len {
+                        let n = (piece.len - done).min(buf.len() as u64) as usize;
+                        blob.read_exact_at(offset + done, &mut buf[..n])?;
+                        file.write_all_at(&buf[..n], at + done).map_err(io)?;
+                        done += n as u64;
+                    }
+                    written += piece.len;
+                }
+                at += piece.len;
+            }
+            debug_assert_eq!(at, s.offset + s.filesz);
+        }
+        if self.segments.len() as u64 + 1 >= PN_XNUM {
+            let mut sh = [0u8; 64];
+            sh[32..40].copy_from_slice(&1u64.to_le_bytes()); // sh_size = e_shnum
+            sh[44..48].copy_from_slice(&((self.segments.len() + 1) as u32).to_le_bytes()); // sh_info
+            file.write_all_at(&sh, self.file_size - 64).map_err(io)?;
+        }
+        file.set_len(self.file_size).map_err(io)?;
+        Ok(written)
+    }
+}
+
+struct RemoveOnDrop(Option<PathBuf>);
+
+impl Drop for RemoveOnDrop {
+    fn drop(&mut self) {
+        if let Some(p) = self.0.take() {
+            let _ = std::fs::remove_file(p);
+        }
+    }
+}
+
+/// Which part of a VMA goes into the core, following the kernel's default
+/// coredump_filter (0x33) where CRIU's data allows: anonymous and shared memory
+/// whole, private file mappings whole if the process wrote to them (else just the
+/// ELF header page, for build-id matching), shared file mappings and [vvar] not at
+/// all. Unlike the kernel, untouched readable anonymous memory is included as holes,
+/// so gdb reads the zeros the process would have read.
+fn dump_end(mem: &AddressSpace, vma: &Vma) -> u64 {
+    let whole = vma.end;
+    match vma.kind {
+        VmaKind::Vvar | VmaKind::Vsyscall | VmaKind::Other | VmaKind::SharedFile => vma.start,
+        VmaKind::Vdso | VmaKind::Memfd | VmaKind::Shared | VmaKind::Sysv => whole,
+        VmaKind::Anon | VmaKind::Heap | VmaKind::Stack => {
+            if vma.readable() || mem.has_saved_pages(vma) {
+                whole
+            } else {
+                vma.start
+            }
+        }
+        VmaKind::File => {
+            if mem.has_saved_pages(vma) {
+                whole
+            } else if vma.pgoff == 0 && vma.readable() && starts_with_elf_header(mem, vma) {
+                vma.start + mem.page_size.min(vma.len())
+            } else {
+                vma.start
+            }
+        }
+    }
+}
+
+fn starts_with_elf_header(mem: &AddressSpace, vma: &Vma) -> bool {
+    let mut magic = [0u8; 4];
+    matches!(mem.read(vma.start, &mut magic), Ok(m) if m.is_empty()) && &magic == b"\x7fELF"
+}
+
+/// Turns one VMA into PT_LOADs: normally one, whose file bytes are the VMA's
+/// content. Where content is missing in the middle, the segment ends there
+/// (p_filesz < p_memsz) and a new one starts after the gap, so gdb reports those
+/// bytes as unavailable (or reads them from the file named in NT_FILE) instead of
+/// showing invented zeros.
+fn plan_vma(
+    mem: &AddressSpace,
+    vma: &Vma,
+    out: &mut Vec<Segment>,
+    left_out: &mut LeftOut,
+) -> Result<()> {
+    let flags = (vma.prot & 1) << 2 | (vma.prot & 2) | (vma.prot & 4) >> 2;
+    let mut seg = Segment {
+        vaddr: vma.start,
+        memsz: 0,
+        filesz: 0,
+        flags,
+        offset: 0,
+        pieces: Vec::new(),
+    };
+    let end = dump_end(mem, vma);
+    let mut after_gap = false;
+    if end > vma.start {
+        for ext in mem.extents(vma, vma.start, end) {
+            if let Source::Missing(why) = &ext.source {
+                *left_out.by_reason.entry(why.to_string()).or_default() += ext.len;
+                after_gap = true;
+                continue;
+            }
+            if after_gap {
+                seg.memsz = ext.start - seg.vaddr;
+                let next = Segment {
+                    vaddr: ext.start,
+                    memsz: 0,
+                    filesz: 0,
+                    flags,
+                    offset: 0,
+                    pieces: Vec::new(),
+                };
+                out.push(std::mem::replace(&mut seg, next));
+                after_gap = false;
+            }
+            seg.filesz += ext.len;
+            seg.pieces.push(ext);
+        }
+    }
+    seg.memsz = vma.end - seg.vaddr;
+    out.push(seg);
+    Ok(())
+}
+
+/// All notes, in the kernel's order: the first thread's NT_PRSTATUS, then the
+/// process notes, then that thread's other register sets; then each other thread.
+fn encode_notes(p: &Process, mem: &AddressSpace) -> Result<Vec<u8>> {
+    let args_len = p.layout.arg_end.saturating_sub(p.layout.arg_start).min(79) as usize;
+    let mut args = vec![0u8; args_len];
+    if mem
+        .read(p.layout.arg_start, &mut args)
+        .map(|m| !m.is_empty())
+        .unwrap_or(true)
+    {
+        args.clear();
+    }
+    let mut list: Vec<Note> = Vec::new();
+    for (i, t) in p.threads.iter().enumerate() {
+        list.push(notes::prstatus(p, t));
+        if i == 0 {
+            list.push(notes::prpsinfo(p, &args));
+            list.push(notes::siginfo());
+            list.push(notes::auxv(p));
+            list.push(notes::nt_file(p));
+        }
+        list.extend(notes::thread_regsets(t));
+    }
+    let mut out = Vec::new();
+    for n in &list {
+        n.encode(&mut out);
+    }
+    Ok(out)
+}

@@ -1,0 +1,292 @@
+//! CRIU image framing and decoding.
+//!
+//! An image is `[HEAD_MAGIC] TYPE_MAGIC { u32 size, protobuf payload [, extra bytes] }`.
+//! Every size is checked against what is left of the member before it is used, and
+//! every error names the member and the entry.
+
+use std::sync::Arc;
+
+use prost::Message;
+
+use crate::archive::{resolve_link, Archive, Blob, Format, Input, Limits};
+use crate::error::{Error, Result};
+
+/// Messages generated from `proto/criu.proto`.
+#[allow(missing_docs, clippy::all)]
+pub mod pb {
+    include!(concat!(env!("OUT_DIR"), "/criu.rs"));
+}
+
+/// Image magics (CRIU criu/include/magic.h).
+pub mod magic {
+    /// Head magic of ordinary images.
+    pub const COMMON: u32 = 0x5456_4319;
+    /// Head magic of `stats-dump` and `irmap-cache`.
+    pub const SERVICE: u32 = 0x5510_5940;
+    /// inventory.img (no head magic).
+    pub const INVENTORY: u32 = 0x5831_3116;
+    /// pstree.img
+    pub const PSTREE: u32 = 0x5027_3030;
+    /// fdinfo-*.img
+    pub const FDINFO: u32 = 0x5621_3732;
+    /// pagemap-*.img and pagemap-shmem-*.img
+    pub const PAGEMAP: u32 = 0x5608_4025;
+    /// core-*.img
+    pub const CORE: u32 = 0x5505_3847;
+    /// ids-*.img
+    pub const IDS: u32 = 0x5443_2030;
+    /// ipcns-shm-*.img
+    pub const IPCNS_SHM: u32 = 0x4628_3044;
+    /// fs-*.img
+    pub const FS: u32 = 0x5140_3912;
+    /// mm-*.img
+    pub const MM: u32 = 0x5749_2820;
+    /// remap-fpath.img
+    pub const REMAP_FPATH: u32 = 0x5913_3954;
+    /// ghost-file-*.img
+    pub const GHOST_FILE: u32 = 0x5258_3605;
+    /// files.img
+    pub const FILES: u32 = 0x5630_3138;
+    /// memfd.img
+    pub const MEMFD_INODE: u32 = 0x4845_3499;
+    /// stats-dump
+    pub const STATS: u32 = 0x5709_3306;
+}
+
+/// Largest metadata image read into memory (pages files are never read whole).
+pub const MAX_IMAGE: u64 = 256 << 20;
+
+/// One decoded image file: a cursor over its entries.
+pub struct Image {
+    member: String,
+    bytes: Vec<u8>,
+    pos: usize,
+    entry: usize,
+}
+
+impl Image {
+    /// Checks the magics of `bytes` (member `member`) and positions at the first entry.
+    pub fn parse(member: &str, bytes: Vec<u8>, want: u32) -> Result<Image> {
+        let word = |at: usize| -> Option<u32> {
+            bytes
+                .get(at..at + 4)
+                .map(|b| u32::from_le_bytes(b.try_into().unwrap()))
+        };
+        let err = |d: String| Error::image(member, d);
+        let first = word(0).ok_or_else(|| err("shorter than an image header (4 bytes)".into()))?;
+        let (found, pos) = if first == magic::COMMON || first == magic::SERVICE {
+            let t = word(4).ok_or_else(|| err("ends after the head magic".into()))?;
+            (t, 8)
+        } else {
+            (first, 4)
+        };
+        if found != want {
+            return Err(err(format!(
+                "image magic is {found:#010x}, expected {want:#010x}: not the image its name says"
+            )));
+        }
+        Ok(Image {
+            member: member.to_string(),
+            bytes,
+            pos,
+            entry: 0,
+        })
+    }
+
+    /// Member name, for messages.
+    pub fn member(&self) -> &str {
+        &self.member
+    }
+
+    /// Index of the next entry.
+    pub fn entry_index(&self) -> usize {
+        self.entry
+    }
+
+    /// An error about the entry just read.
+    pub fn error(&self, detail: impl std::fmt::Display) -> Error {
+        Error::image(
+            &self.member,
+            format!("entry {}: {detail}", self.entry.saturating_sub(1)),
+        )
+    }
+
+    /// Decodes the next entry, or `None` at a clean end of file.
+    pub fn next<M: Message + Default>(&mut self) -> Result<Option<M>> {
+        let rest = self.bytes.len() - self.pos;
+        if rest == 0 {
+            return Ok(None);
+        }
+        let e = self.entry;
+        if rest < 4 {
+            return Err(Error::image(
+                &self.member,
+                format!(
+                    "entry {e}: {rest} stray bytes where a 4-byte size was expected (truncated?)"
+                ),
+            ));
+        }
+        let size =
+            u32::from_le_bytes(self.bytes[self.pos..self.pos + 4].try_into().unwrap()) as usize;
+        if size > rest - 4 {
+            return Err(Error::image(
+                &self.member,
+                format!(
+                    "entry {e}: size field says {size} bytes but only {} remain (truncated?)",
+                    rest - 4
+                ),
+            ));
+        }
+        let start = self.pos + 4;
+        let msg = M::decode(&self.bytes[start..start + size]).map_err(|err| {
+            Error::image(
+                &self.member,
+                format!("entry {e}: not a valid {}: {err}", short_type::<M>()),
+            )
+        })?;
+        self.pos = start + size;
+        self.entry += 1;
+        Ok(Some(msg))
+    }
+
+    /// Decodes every remaining entry.
+    pub fn all<M: Message + Default>(&mut self) -> Result<Vec<M>> {
+        let mut out = Vec::new();
+        while let Some(m) = self.next()? {
+            out.push(m);
+        }
+        Ok(out)
+    }
+
+    /// Decodes exactly one entry (for single-entry images).
+    pub fn single<M: Message + Default>(mut self) -> Result<M> {
+        self.next()?
+            .ok_or_else(|| Error::image(&self.member, "holds no entry (one was expected)"))
+    }
+
+    /// Takes `len` raw bytes that follow an entry (the "extra" payload of some images).
+    pub fn extra(&mut self, len: usize) -> Result<(usize, usize)> {
+        let rest = self.bytes.len() - self.pos;
+        if len > rest {
+            return Err(self.error(format!("extra payload of {len} bytes, only {rest} remain")));
+        }
+        let at = self.pos;
+        self.pos += len;
+        Ok((at, len))
+    }
+}
+
+fn short_type<M>() -> &'static str {
+    let full = std::any::type_name::<M>();
+    full.rsplit("::").next().unwrap_or(full)
+}
+
+/// A directory of CRIU images inside an archive (or on disk).
+#[derive(Clone)]
+pub struct ImageDir {
+    archive: Arc<Archive>,
+    prefix: String,
+}
+
+impl ImageDir {
+    /// The images of `archive`, wherever in it they are.
+    pub fn new(archive: Arc<Archive>) -> Result<ImageDir> {
+        let prefix = archive.images_prefix()?;
+        Ok(ImageDir { archive, prefix })
+    }
+
+    /// The archive the images are in.
+    pub fn archive(&self) -> &Arc<Archive> {
+        &self.archive
+    }
+
+    /// Full member name of image `file`.
+    pub fn member_name(&self, file: &str) -> String {
+        format!("{}{file}", self.prefix)
+    }
+
+    /// Whether image `file` exists.
+    pub fn has(&self, file: &str) -> bool {
+        self.archive.member(&self.member_name(file)).is_some()
+    }
+
+    /// Reads image `file` if it exists.
+    pub fn read(&self, file: &str, want: u32) -> Result<Option<Image>> {
+        let name = self.member_name(file);
+        match self.archive.member(&name) {
+            None => Ok(None),
+            Some(m) => Image::parse(&name, m.read_all(MAX_IMAGE)?, want).map(Some),
+        }
+    }
+
+    /// Reads image `file`, which must exist.
+    pub fn require(&self, file: &str, want: u32) -> Result<Image> {
+        self.read(file, want)?
+            .ok_or_else(|| Error::image(self.member_name(file), "missing from the checkpoint"))
+    }
+
+    /// Opens a raw image (a pages file) for positioned reads.
+    pub fn raw(&self, file: &str) -> Result<Blob> {
+        let name = self.member_name(file);
+        self.archive
+            .member(&name)
+            .ok_or_else(|| Error::image(&name, "missing from the checkpoint"))?
+            .open()
+    }
+
+    /// The parent image directory of an incremental dump (the `parent` link), if any.
+    pub fn parent(&self) -> Result<Option<ImageDir>> {
+        let link = self.member_name("parent");
+        let Some(member) = self.archive.member(&link) else {
+            return Ok(None);
+        };
+        let Some(target) = member.symlink_target() else {
+            return Err(Error::image(
+                &link,
+                "is not a symbolic link to the parent images",
+            ));
+        };
+        if self.archive.format() == Format::Directory {
+            // An image directory on disk: CRIU's own link, followed as CRIU would.
+            let base = self.archive.dir_path(&self.prefix).unwrap_or_default();
+            let dir = base.join(target);
+            if !dir.is_dir() {
+                return Err(Error::image(
+                    &link,
+                    format!(
+                        "points to {}, which is not a directory: parent images missing",
+                        dir.display()
+                    ),
+                ));
+            }
+            let archive = Archive::open(&Input::Path(dir), &Limits::default())?;
+            return ImageDir::new(Arc::new(archive)).map(Some);
+        }
+        let resolved = resolve_link(&link, target).ok_or_else(|| {
+            Error::image(
+                &link,
+                format!("points outside the archive ({target}); refusing to follow"),
+            )
+        })?;
+        let prefix = format!("{resolved}/");
+        if !self.archive.members().any(|m| m.name.starts_with(&prefix)) {
+            return Err(Error::image(
+                &link,
+                format!("points to {resolved}/, which is not in the archive: the parent (pre-dump) images are missing"),
+            ));
+        }
+        Ok(Some(ImageDir {
+            archive: self.archive.clone(),
+            prefix,
+        }))
+    }
+
+    /// Names (relative to the image dir) of images starting with `prefix`.
+    pub fn list(&self, prefix: &str) -> Vec<String> {
+        self.archive
+            .members()
+            .filter_map(|m| m.name.strip_prefix(&self.prefix).map(str::to_string))
+            .filter(|n| n.starts_with(prefix) && !n[prefix.len()..].contains('/'))
+            .collect()
+    }
+}

@@ -1,0 +1,670 @@
+//! A process's address space: its VMAs, and for any address range where each byte
+//! comes from. Sources, in the order CRIU saved them: the task's pagemap and pages
+//! (through `parent/` images for incremental dumps), shared-memory objects
+//! (`pagemap-shmem-*`, SysV segments), the container's files (`--rootfs`,
+//! `rootfs-diff.tar`) for file pages CRIU did not save, and zero for untouched
+//! anonymous memory. Ranges no source can fill are reported as missing, with why.
+
+use std::sync::Arc;
+
+use serde::Serialize;
+
+use crate::archive::Blob;
+use crate::error::{Error, Result};
+use crate::images::{magic, pb, ImageDir};
+
+/// VMA status bits (CRIU criu/include/image.h).
+pub mod status {
+    /// An ordinary mapping.
+    pub const REGULAR: u32 = 1 << 0;
+    /// The main stack.
+    pub const STACK: u32 = 1 << 1;
+    /// [vsyscall]
+    pub const VSYSCALL: u32 = 1 << 2;
+    /// [vdso]
+    pub const VDSO: u32 = 1 << 3;
+    /// [heap]
+    pub const HEAP: u32 = 1 << 5;
+    /// Private file mapping.
+    pub const FILE_PRIVATE: u32 = 1 << 6;
+    /// Shared file mapping.
+    pub const FILE_SHARED: u32 = 1 << 7;
+    /// Shared anonymous memory.
+    pub const ANON_SHARED: u32 = 1 << 8;
+    /// Private anonymous memory.
+    pub const ANON_PRIVATE: u32 = 1 << 9;
+    /// SysV shared memory.
+    pub const SYSVIPC: u32 = 1 << 10;
+    /// A socket mapping (packet rings).
+    pub const SOCKET: u32 = 1 << 11;
+    /// [vvar]
+    pub const VVAR: u32 = 1 << 12;
+    /// AIO ring.
+    pub const AIORING: u32 = 1 << 13;
+    /// memfd (or shared anonymous memory dumped as memfd).
+    pub const MEMFD: u32 = 1 << 14;
+    /// Shadow stack.
+    pub const SHSTK: u32 = 1 << 15;
+    /// Fake entry for a MADV_GUARD_INSTALL range; not a mapping.
+    pub const GUARD: u32 = 1 << 16;
+    /// [uprobes]
+    pub const UPROBES: u32 = 1 << 17;
+}
+
+/// Pagemap entry flags.
+pub mod pe {
+    /// Pages are in the parent images.
+    pub const PARENT: u32 = 1 << 0;
+    /// Pages may be restored lazily.
+    pub const LAZY: u32 = 1 << 1;
+    /// Pages are in this dump's pages file.
+    pub const PRESENT: u32 = 1 << 2;
+}
+
+/// What a VMA is, for the core writer and for people.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum VmaKind {
+    /// Private anonymous memory other than heap and stack.
+    Anon,
+    /// [heap]
+    Heap,
+    /// The main stack.
+    Stack,
+    /// Private file mapping.
+    File,
+    /// Shared file mapping.
+    #[serde(rename = "shared-file")]
+    SharedFile,
+    /// memfd mapping.
+    Memfd,
+    /// Shared anonymous memory.
+    Shared,
+    /// SysV shared memory.
+    Sysv,
+    /// [vdso]
+    Vdso,
+    /// [vvar]
+    Vvar,
+    /// [vsyscall]
+    Vsyscall,
+    /// Anything CRIU saved no content for (sockets, devices, uprobes).
+    Other,
+}
+
+/// A file a VMA maps, as CRIU recorded it, and its content if available.
+#[derive(Debug, Clone)]
+pub struct MappedFile {
+    /// files.img id.
+    pub id: u32,
+    /// Path in the container.
+    pub path: String,
+    /// Size at dump time.
+    pub size: Option<u64>,
+    /// GNU build-id recorded by CRIU.
+    pub build_id: Vec<u8>,
+    /// The file's bytes, or why they could not be used.
+    pub content: std::result::Result<Blob, String>,
+}
+
+/// Shared memory a VMA maps.
+#[derive(Debug, Clone)]
+pub struct SharedMemory {
+    /// Name as the kernel writes it in NT_FILE / maps (`/memfd:x (deleted)`).
+    pub name: String,
+    /// Where its pages are.
+    pub pages: ShmemPages,
+}
+
+/// The stored content of a shared-memory object.
+#[derive(Debug, Clone)]
+pub enum ShmemPages {
+    /// A pagemap whose `vaddr`s are offsets in the object.
+    Pagemap(Arc<Pagemap>),
+    /// The raw bytes (SysV segments stored after their ipcns-shm entry).
+    Raw(Blob),
+    /// Not found in the checkpoint.
+    Missing(String),
+}
+
+/// One VMA.
+#[derive(Debug, Clone)]
+pub struct Vma {
+    /// First address.
+    pub start: u64,
+    /// End address (exclusive).
+    pub end: u64,
+    /// Offset in the mapped file or object, in bytes.
+    pub pgoff: u64,
+    /// PROT_* bits.
+    pub prot: u32,
+    /// MAP_* bits.
+    pub flags: u32,
+    /// CRIU status bits.
+    pub status: u32,
+    /// madvise bits.
+    pub madv: u64,
+    /// Kind, derived from status.
+    pub kind: VmaKind,
+    /// The mapped file, for file mappings.
+    pub file: Option<Arc<MappedFile>>,
+    /// The shared-memory object, for memfd, shared anonymous and SysV mappings.
+    pub shmem: Option<SharedMemory>,
+}
+
+impl Vma {
+    /// Length in bytes.
+    pub fn len(&self) -> u64 {
+        self.end - self.start
+    }
+
+    /// Never true: VMAs are validated non-empty.
+    pub fn is_empty(&self) -> bool {
+        self.end == self.start
+    }
+
+    /// Readable by the process.
+    pub fn readable(&self) -> bool {
+        self.prot & 1 != 0
+    }
+
+    /// The name /proc/PID/maps would show.
+    pub fn name(&self) -> String {
+        match self.kind {
+            VmaKind::Heap => "[heap]".into(),
+            VmaKind::Stack => "[stack]".into(),
+            VmaKind::Vdso => "[vdso]".into(),
+            VmaKind::Vvar => "[vvar]".into(),
+            VmaKind::Vsyscall => "[vsyscall]".into(),
+            _ => {
+                if let Some(f) = &self.file {
+                    f.path.clone()
+                } else if let Some(s) = &self.shmem {
+                    s.name.clone()
+                } else {
+                    String::new()
+                }
+            }
+        }
+    }
+}
+
+/// Where a run of bytes comes from.
+#[derive(Debug, Clone)]
+pub enum Source {
+    /// Bytes at an offset of a blob (pages file, shmem, ghost or container file).
+    Bytes {
+        /// The blob.
+        blob: Blob,
+        /// Offset in it.
+        offset: u64,
+        /// What kind of source, for reports.
+        origin: Origin,
+    },
+    /// Known to be zero (untouched anonymous memory).
+    Zero,
+    /// Not in the checkpoint or any file given; the reason.
+    Missing(Arc<str>),
+}
+
+/// Which kind of storage bytes came from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Origin {
+    /// The dump's pages file.
+    Pages,
+    /// A parent (pre-dump) image.
+    Parent,
+    /// A shared-memory object.
+    Shmem,
+    /// A container file (rootfs or rootfs-diff.tar).
+    Rootfs,
+}
+
+/// A contiguous range of addresses with one source.
+#[derive(Debug, Clone)]
+pub struct Extent {
+    /// First address.
+    pub start: u64,
+    /// Length in bytes.
+    pub len: u64,
+    /// Where the bytes are.
+    pub source: Source,
+}
+
+/// One pagemap entry, normalised.
+#[derive(Debug, Clone, Copy)]
+pub struct PageRun {
+    /// First address (or object offset for shmem).
+    pub vaddr: u64,
+    /// Length in bytes.
+    pub len: u64,
+    /// PE_* flags.
+    pub flags: u32,
+    /// Offset in the pages file (meaningful with PE_PRESENT).
+    pub offset: u64,
+}
+
+/// A decoded pagemap with its pages file.
+#[derive(Debug)]
+pub struct Pagemap {
+    /// Member name, for messages.
+    pub member: String,
+    /// Sorted, non-overlapping runs.
+    pub runs: Vec<PageRun>,
+    /// The pages file, if any run is present.
+    pub pages: Option<Blob>,
+}
+
+impl Pagemap {
+    /// Loads `pagemap-<name>.img` and checks it against its pages file.
+    pub fn load(dir: &ImageDir, file: &str, page_size: u64) -> Result<Option<Pagemap>> {
+        let Some(mut img) = dir.read(file, magic::PAGEMAP)? else {
+            return Ok(None);
+        };
+        let member = img.member().to_string();
+        let head: pb::PagemapHead = img
+            .next()?
+            .ok_or_else(|| Error::image(&member, "holds no pagemap_head entry"))?;
+        let mut runs: Vec<PageRun> = Vec::new();
+        let mut offset = 0u64;
+        while let Some(e) = img.next::<pb::PagemapEntry>()? {
+            let vaddr = e
+                .vaddr
+                .ok_or_else(|| img.error("pagemap_entry.vaddr is missing"))?;
+            let flags = match (e.in_parent, e.flags) {
+                (Some(true), _) => pe::PARENT,
+                (_, Some(f)) => f,
+                (_, None) => pe::PRESENT,
+            };
+            let nr = e.nr_pages.unwrap_or(e.compat_nr_pages.unwrap_or(0) as u64);
+            if vaddr % page_size != 0 {
+                return Err(img.error(format!("vaddr {vaddr:#x} is not page aligned")));
+            }
+            let len = nr
+                .checked_mul(page_size)
+                .filter(|l| vaddr.checked_add(*l).is_some())
+                .ok_or_else(|| {
+                    img.error(format!(
+                        "nr_pages {nr} at {vaddr:#x} overflows the address space"
+                    ))
+                })?;
+            if let Some(prev) = runs.last() {
+                if vaddr < prev.vaddr + prev.len {
+                    return Err(img.error(format!(
+                        "vaddr {vaddr:#x} overlaps or precedes the previous entry ({:#x}-{:#x}); entries must be sorted and disjoint",
+                        prev.vaddr,
+                        prev.vaddr + prev.len
+                    )));
+                }
+            }
+            let run = PageRun {
+                vaddr,
+                len,
+                flags,
+                offset,
+            };
+            if flags & pe::PRESENT != 0 {
+                offset += len;
+            }
+            if len > 0 {
+                runs.push(run);
+            }
+        }
+        let pages = if offset > 0 {
+            let id = head
+                .pages_id
+                .ok_or_else(|| Error::image(&member, "pagemap_head.pages_id is missing"))?;
+            let blob = dir.raw(&format!("pages-{id}.img"))?;
+            if blob.len() < offset {
+                return Err(Error::image(
+                    &member,
+                    format!(
+                        "entries need {offset} bytes of pages but {} has only {} (truncated?)",
+                        blob.name(),
+                        blob.len()
+                    ),
+                ));
+            }
+            Some(blob)
+        } else {
+            None
+        };
+        Ok(Some(Pagemap {
+            member,
+            runs,
+            pages,
+        }))
+    }
+
+    /// Index of the first run that ends after `addr`.
+    fn first_after(&self, addr: u64) -> usize {
+        self.runs.partition_point(|r| r.vaddr + r.len <= addr)
+    }
+
+    /// Whether any run overlaps `[start, end)`.
+    pub fn overlaps(&self, start: u64, end: u64) -> bool {
+        self.runs
+            .get(self.first_after(start))
+            .is_some_and(|r| r.vaddr < end)
+    }
+}
+
+/// The memory of one process.
+#[derive(Debug)]
+pub struct AddressSpace {
+    /// Page size of the dumping machine.
+    pub page_size: u64,
+    /// VMAs, sorted by address, without CRIU's fake guard entries.
+    pub vmas: Vec<Vma>,
+    /// The task's own pagemap.
+    pub pagemap: Option<Pagemap>,
+    /// Pagemaps of the same task in the parent image chain, nearest first.
+    pub parents: Vec<Pagemap>,
+}
+
+impl AddressSpace {
+    /// The VMA holding `addr`.
+    pub fn vma_at(&self, addr: u64) -> Option<&Vma> {
+        let i = self.vmas.partition_point(|v| v.end <= addr);
+        self.vmas.get(i).filter(|v| v.start <= addr)
+    }
+
+    /// Whether the task's pagemap has any entry inside `vma`.
+    pub fn has_saved_pages(&self, vma: &Vma) -> bool {
+        self.pagemap
+            .as_ref()
+            .is_some_and(|p| p.overlaps(vma.start, vma.end))
+    }
+
+    /// Where every byte of `[start, end)` (inside `vma`) comes from.
+    pub fn extents(&self, vma: &Vma, start: u64, end: u64) -> Vec<Extent> {
+        let mut out = Extents::default();
+        match vma.kind {
+            VmaKind::Vvar | VmaKind::Vsyscall | VmaKind::Other => out.push(
+                start,
+                end - start,
+                Source::Missing("CRIU saves no content for this mapping".into()),
+            ),
+            VmaKind::Memfd | VmaKind::Shared | VmaKind::Sysv => {
+                self.shmem_extents(vma, start, end, &mut out)
+            }
+            VmaKind::SharedFile => self.file_extents(vma, start, end, &mut out),
+            _ => self.private_extents(vma, 0, start, end, &mut out),
+        }
+        out.0
+    }
+
+    /// Private memory: the pagemap at `level` (0 = this dump, n = n-th parent),
+    /// with gaps filled as the VMA kind dictates.
+    fn private_extents(&self, vma: &Vma, level: usize, start: u64, end: u64, out: &mut Extents) {
+        let pm = if level == 0 {
+            self.pagemap.as_ref()
+        } else {
+            self.parents.get(level - 1)
+        };
+        let Some(pm) = pm else {
+            if level > 0 {
+                out.push(
+                    start,
+                    end - start,
+                    Source::Missing("pages are in parent images that are missing".into()),
+                );
+            } else {
+                self.gap_extents(vma, start, end, out);
+            }
+            return;
+        };
+        let mut at = start;
+        for run in &pm.runs[pm.first_after(start)..] {
+            if run.vaddr >= end {
+                break;
+            }
+            if run.vaddr > at {
+                self.gap_extents(vma, at, run.vaddr, out);
+                at = run.vaddr;
+            }
+            let stop = (run.vaddr + run.len).min(end);
+            if run.flags & pe::PRESENT != 0 {
+                let blob = pm.pages.clone().expect("present runs imply a pages file");
+                let origin = if level == 0 {
+                    Origin::Pages
+                } else {
+                    Origin::Parent
+                };
+                out.push(
+                    at,
+                    stop - at,
+                    Source::Bytes {
+                        blob,
+                        offset: run.offset + (at - run.vaddr),
+                        origin,
+                    },
+                );
+            } else if run.flags & pe::PARENT != 0 {
+                self.private_extents(vma, level + 1, at, stop, out);
+            } else {
+                out.push(
+                    at,
+                    stop - at,
+                    Source::Missing(
+                        "lazy pages (criu dump --lazy-pages) are not in the images".into(),
+                    ),
+                );
+            }
+            at = stop;
+        }
+        if at < end {
+            self.gap_extents(vma, at, end, out);
+        }
+    }
+
+    /// Private memory CRIU did not save: zero for anonymous memory, the file for
+    /// file mappings.
+    fn gap_extents(&self, vma: &Vma, start: u64, end: u64, out: &mut Extents) {
+        match vma.kind {
+            VmaKind::File => self.file_extents(vma, start, end, out),
+            VmaKind::Vdso => out.push(
+                start,
+                end - start,
+                Source::Missing("vDSO page not in the images".into()),
+            ),
+            _ => out.push(start, end - start, Source::Zero),
+        }
+    }
+
+    fn file_extents(&self, vma: &Vma, start: u64, end: u64, out: &mut Extents) {
+        let Some(file) = &vma.file else {
+            out.push(
+                start,
+                end - start,
+                Source::Missing("mapped file unknown".into()),
+            );
+            return;
+        };
+        let blob = match &file.content {
+            Ok(b) => b,
+            Err(why) => {
+                out.push(
+                    start,
+                    end - start,
+                    Source::Missing(format!("{}: {why}", file.path).into()),
+                );
+                return;
+            }
+        };
+        let off = vma.pgoff + (start - vma.start);
+        let flen = blob.len();
+        let len = end - start;
+        let inside = flen.saturating_sub(off).min(len);
+        if inside > 0 {
+            out.push(
+                start,
+                inside,
+                Source::Bytes {
+                    blob: blob.clone(),
+                    offset: off,
+                    origin: Origin::Rootfs,
+                },
+            );
+        }
+        // The rest of the page holding the file's last byte reads as zeros; pages
+        // wholly past the end would fault in the process.
+        let tail_end = (off + inside).div_ceil(self.page_size) * self.page_size;
+        let zero = (tail_end - (off + inside)).min(len - inside);
+        if zero > 0 {
+            out.push(start + inside, zero, Source::Zero);
+        }
+        if inside + zero < len {
+            out.push(
+                start + inside + zero,
+                len - inside - zero,
+                Source::Missing("past the end of the file".into()),
+            );
+        }
+    }
+
+    fn shmem_extents(&self, vma: &Vma, start: u64, end: u64, out: &mut Extents) {
+        let Some(shm) = &vma.shmem else {
+            out.push(
+                start,
+                end - start,
+                Source::Missing("shared memory object unknown".into()),
+            );
+            return;
+        };
+        let obj = |a: u64| vma.pgoff + (a - vma.start);
+        match &shm.pages {
+            ShmemPages::Missing(why) => {
+                out.push(start, end - start, Source::Missing(why.as_str().into()))
+            }
+            ShmemPages::Raw(blob) => {
+                let inside = blob.len().saturating_sub(obj(start)).min(end - start);
+                if inside > 0 {
+                    out.push(
+                        start,
+                        inside,
+                        Source::Bytes {
+                            blob: blob.clone(),
+                            offset: obj(start),
+                            origin: Origin::Shmem,
+                        },
+                    );
+                }
+                if inside < end - start {
+                    out.push(start + inside, end - start - inside, Source::Zero);
+                }
+            }
+            ShmemPages::Pagemap(pm) => {
+                let mut at = start;
+                for run in &pm.runs[pm.first_after(obj(start))..] {
+                    let rstart = vma.start + run.vaddr.saturating_sub(vma.pgoff);
+                    if rstart >= end {
+                        break;
+                    }
+                    let rstart = rstart.max(at);
+                    if rstart > at {
+                        out.push(at, rstart - at, Source::Zero);
+                    }
+                    let rend = (vma.start + (run.vaddr + run.len - vma.pgoff)).min(end);
+                    if run.flags & pe::PRESENT != 0 {
+                        let blob = pm.pages.clone().expect("present runs imply a pages file");
+                        let offset = run.offset + (obj(rstart) - run.vaddr);
+                        out.push(
+                            rstart,
+                            rend - rstart,
+                            Source::Bytes {
+                                blob,
+                                offset,
+                                origin: Origin::Shmem,
+                            },
+                        );
+                    } else {
+                        out.push(
+                            rstart,
+                            rend - rstart,
+                            Source::Missing("shared memory pages not in this dump".into()),
+                        );
+                    }
+                    at = rend;
+                }
+                if at < end {
+                    out.push(at, end - at, Source::Zero);
+                }
+            }
+        }
+    }
+
+    /// Reads `buf.len()` bytes at `addr`. Returns the sub-ranges (offset, len) of
+    /// `buf` that could not be read; those are left zero.
+    pub fn read(&self, addr: u64, buf: &mut [u8]) -> Result<Vec<(usize, usize)>> {
+        buf.fill(0);
+        let mut missing = Vec::new();
+        let end = addr.saturating_add(buf.len() as u64);
+        let mut at = addr;
+        while at < end {
+            let Some(vma) = self.vma_at(at) else {
+                let next = self
+                    .vmas
+                    .iter()
+                    .map(|v| v.start)
+                    .find(|s| *s > at)
+                    .unwrap_or(end)
+                    .min(end);
+                missing.push(((at - addr) as usize, (next - at) as usize));
+                at = next;
+                continue;
+            };
+            let stop = vma.end.min(end);
+            for e in self.extents(vma, at, stop) {
+                let o = (e.start - addr) as usize;
+                let slot = &mut buf[o..o + e.len as usize];
+                match &e.source {
+                    Source::Bytes { blob, offset, .. } => blob.read_exact_at(*offset, slot)?,
+                    Source::Zero => {}
+                    Source::Missing(_) => missing.push((o, e.len as usize)),
+                }
+            }
+            at = stop;
+        }
+        Ok(missing)
+    }
+}
+
+/// Builder that merges adjacent extents with continuous sources.
+#[derive(Default)]
+struct Extents(Vec<Extent>);
+
+impl Extents {
+    fn push(&mut self, start: u64, len: u64, source: Source) {
+        if len == 0 {
+            return;
+        }
+        if let Some(last) = self.0.last_mut() {
+            if last.start + last.len == start {
+                let merge = match (&last.source, &source) {
+                    (Source::Zero, Source::Zero) => true,
+                    (Source::Missing(a), Source::Missing(b)) => a == b,
+                    (
+                        Source::Bytes {
+                            blob: a,
+                            offset: oa,
+                            origin: ga,
+                        },
+                        Source::Bytes {
+                            blob: b,
+                            offset: ob,
+                            origin: gb,
+                        },
+                    ) => a.same_as(b) && ga == gb && oa + last.len == *ob,
+                    _ => false,
+                };
+                if merge {
+                    last.len += len;
+                    return;
+                }
+            }
+        }
+        self.0.push(Extent { start, len, source });
+    }
+}

@@ -1,0 +1,261 @@
+//! The container's own files, for mapped pages CRIU did not save.
+//!
+//! They come from a root directory the user names (`--rootfs`) and from the archive's
+//! `rootfs-diff.tar` (files the container changed, which win over the root). A path
+//! from the checkpoint is always resolved *inside* that root: `..` stops at the root
+//! and absolute symlinks restart from it, so no container path ever names a file of
+//! the machine doing the conversion. A file is only used when its size and GNU
+//! build-id match what CRIU recorded.
+
+use std::collections::{HashMap, HashSet};
+use std::fs::File;
+use std::io::{Read, Seek, SeekFrom};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use crate::archive::{Archive, Blob};
+use crate::error::Result;
+
+/// Where container files come from.
+pub struct RootFs {
+    dir: Option<PathBuf>,
+    diff: HashMap<String, Blob>,
+    deleted: HashSet<String>,
+}
+
+/// What was recorded about a mapped file, to check a candidate against.
+pub struct Expect<'a> {
+    /// Container path.
+    pub path: &'a str,
+    /// Size at dump time.
+    pub size: Option<u64>,
+    /// GNU build-id, if CRIU recorded one.
+    pub build_id: &'a [u8],
+}
+
+impl RootFs {
+    /// A root from `dir` (if given) and the archive's `rootfs-diff.tar` and
+    /// `deleted.files` (if present).
+    pub fn new(dir: Option<PathBuf>, archive: &Archive) -> Result<RootFs> {
+        let mut diff = HashMap::new();
+        if let Some(m) = archive.member("rootfs-diff.tar") {
+            if let Ok(blob) = m.open() {
+                // A damaged diff only costs its files; the images are still usable.
+                let _ = index_tar(&blob, &mut diff);
+            }
+        }
+        let mut deleted = HashSet::new();
+        if let Some(m) = archive.member("deleted.files") {
+            if let Ok(bytes) = m.read_all(16 << 20) {
+                if let Ok(list) = serde_json::from_slice::<Vec<String>>(&bytes) {
+                    deleted.extend(
+                        list.into_iter()
+                            .map(|p| p.trim_start_matches('/').to_string()),
+                    );
+                }
+            }
+        }
+        Ok(RootFs { dir, diff, deleted })
+    }
+
+    /// True when no file source at all is available.
+    pub fn is_empty(&self) -> bool {
+        self.dir.is_none() && self.diff.is_empty()
+    }
+
+    /// The content of a container file, or why it can't be used.
+    pub fn open(&self, want: &Expect<'_>) -> std::result::Result<Blob, String> {
+        let rel = want.path.trim_start_matches('/');
+        let blob = if let Some(b) = self.diff.get(rel) {
+            b.clone()
+        } else if self.deleted.contains(rel) {
+            return Err("deleted in the container (deleted.files)".into());
+        } else if let Some(dir) = &self.dir {
+            let p = resolve_in_root(dir, rel)
+                .ok_or_else(|| format!("not found in {}", dir.display()))?;
+            let f = File::open(&p).map_err(|e| format!("{}: {e}", p.display()))?;
+            let len = f.metadata().map_err(|e| e.to_string())?.len();
+            Blob::from_file(&p.display().to_string(), f, len)
+        } else {
+            return Err("no --rootfs given".into());
+        };
+        if let Some(size) = want.size {
+            if blob.len() != size {
+                return Err(format!(
+                    "the file there has {} bytes, the checkpoint recorded {size}",
+                    blob.len()
+                ));
+            }
+        }
+        if !want.build_id.is_empty() {
+            match build_id(&blob) {
+                Some(id) if id == want.build_id => {}
+                Some(id) => {
+                    return Err(format!(
+                        "build-id {} differs from the recorded {}",
+                        hex(&id),
+                        hex(want.build_id)
+                    ))
+                }
+                None => return Err("has no build-id, the checkpoint recorded one".into()),
+            }
+        }
+        Ok(blob)
+    }
+}
+
+/// Lower-case hex of `bytes`.
+pub fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// Resolves `rel` under `root` without ever leaving it: `..` stops at the root and
+/// absolute symlink targets are taken relative to the root.
+pub fn resolve_in_root(root: &Path, rel: &str) -> Option<PathBuf> {
+    let mut todo: Vec<String> = rel.split('/').rev().map(str::to_string).collect();
+    let mut parts: Vec<String> = Vec::new();
+    let mut hops = 0;
+    while let Some(c) = todo.pop() {
+        match c.as_str() {
+            "" | "." => continue,
+            ".." => {
+                parts.pop();
+                continue;
+            }
+            _ => {}
+        }
+        let here: PathBuf = parts
+            .iter()
+            .chain(std::iter::once(&c))
+            .fold(root.to_path_buf(), |p, c| p.join(c));
+        let meta = std::fs::symlink_metadata(&here).ok()?;
+        if meta.file_type().is_symlink() {
+            hops += 1;
+            if hops > 40 {
+                return None;
+            }
+            let target = std::fs::read_link(&here).ok()?;
+            let target = target.to_str()?.to_string();
+            if target.starts_with('/') {
+                parts.clear();
+            }
+            todo.extend(target.split('/').rev().map(str::to_string));
+        } else {
+            parts.push(c);
+        }
+    }
+    let p = parts.iter().fold(root.to_path_buf(), |p, c| p.join(c));
+    p.is_file().then_some(p)
+}
+
+/// Reads the GNU build-id from an ELF file's PT_NOTE segments (64- or 32-bit, LE).
+pub fn build_id(blob: &Blob) -> Option<Vec<u8>> {
+    let mut eh = [0u8; 64];
+    blob.read_exact_at(0, &mut eh[..52.min(blob.len() as usize)])
+        .ok()?;
+    if &eh[..4] != b"\x7fELF" || eh[5] != 1 {
+        return None;
+    }
+    let is64 = eh[4] == 2;
+    if is64 {
+        blob.read_exact_at(0, &mut eh).ok()?;
+    }
+    let u16at = |b: &[u8], o: usize| u16::from_le_bytes([b[o], b[o + 1]]) as u64;
+    let u32at = |b: &[u8], o: usize| u32::from_le_bytes(b[o..o + 4].try_into().unwrap()) as u64;
+    let u64at = |b: &[u8], o: usize| u64::from_le_bytes(b[o..o + 8].try_into().unwrap());
+    let (phoff, phentsize, phnum) = if is64 {
+        (u64at(&eh, 32), u16at(&eh, 54), u16at(&eh, 56))
+    } else {
+        (u32at(&eh, 28), u16at(&eh, 42), u16at(&eh, 44))
+    };
+    if phnum > 4096 || phentsize < if is64 { 56 } else { 32 } {
+        return None;
+    }
+    for i in 0..phnum {
+        let mut ph = vec![0u8; phentsize as usize];
+        blob.read_exact_at(phoff.checked_add(i * phentsize)?, &mut ph)
+            .ok()?;
+        let (ptype, off, size) = if is64 {
+            (u32at(&ph, 0), u64at(&ph, 8), u64at(&ph, 32))
+        } else {
+            (u32at(&ph, 0), u32at(&ph, 4), u32at(&ph, 16))
+        };
+        if ptype != 4 || size > 1 << 20 {
+            continue;
+        }
+        let mut notes = vec![0u8; size as usize];
+        blob.read_exact_at(off, &mut notes).ok()?;
+        let mut p = 0usize;
+        while p + 12 <= notes.len() {
+            let namesz = u32at(&notes, p) as usize;
+            let descsz = u32at(&notes, p + 4) as usize;
+            let ntype = u32at(&notes, p + 8);
+            let name_at = p + 12;
+            let desc_at = name_at + namesz.div_ceil(4) * 4;
+            let end = desc_at.checked_add(descsz.div_ceil(4) * 4)?;
+            if desc_at + descsz > notes.len() {
+                break;
+            }
+            if ntype == 3 && namesz == 4 && &notes[name_at..name_at + 4] == b"GNU\0" {
+                return Some(notes[desc_at..desc_at + descsz].to_vec());
+            }
+            p = end;
+        }
+    }
+    None
+}
+
+/// Adapter so the `tar` crate can index a tar that is itself a member.
+struct BlobReader<'a> {
+    blob: &'a Blob,
+    pos: u64,
+}
+
+impl Read for BlobReader<'_> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let n = (buf.len() as u64).min(self.blob.len().saturating_sub(self.pos)) as usize;
+        self.blob
+            .read_exact_at(self.pos, &mut buf[..n])
+            .map_err(|e| std::io::Error::other(e.to_string()))?;
+        self.pos += n as u64;
+        Ok(n)
+    }
+}
+
+impl Seek for BlobReader<'_> {
+    fn seek(&mut self, to: SeekFrom) -> std::io::Result<u64> {
+        let new = match to {
+            SeekFrom::Start(p) => Some(p),
+            SeekFrom::Current(d) => self.pos.checked_add_signed(d),
+            SeekFrom::End(d) => self.blob.len().checked_add_signed(d),
+        };
+        self.pos = new.ok_or_else(|| std::io::Error::other("seek out of range"))?;
+        Ok(self.pos)
+    }
+}
+
+/// Indexes the regular files of an uncompressed tar held in `blob`.
+fn index_tar(blob: &Blob, out: &mut HashMap<String, Blob>) -> std::io::Result<()> {
+    let mut tar = tar::Archive::new(BlobReader { blob, pos: 0 });
+    for entry in tar.entries_with_seek()? {
+        let entry = entry?;
+        if !matches!(
+            entry.header().entry_type(),
+            tar::EntryType::Regular | tar::EntryType::Continuous
+        ) {
+            continue;
+        }
+        let path = entry.path()?.to_string_lossy().into_owned();
+        let Some(name) = crate::archive::normalize_name(&path) else {
+            continue;
+        };
+        let slice = blob
+            .slice(entry.raw_file_position(), entry.size())
+            .map_err(|e| std::io::Error::other(e.to_string()))?;
+        out.insert(name, slice);
+    }
+    Ok(())
+}
+
+/// Shared handle type for opened container files.
+pub type SharedRoot = Arc<RootFs>;
