@@ -6,7 +6,7 @@ use std::process::ExitCode;
 use clap::Args;
 
 use super::{human, Source, EXIT_FAILURE, EXIT_PARTIAL};
-use ck2core::core::Plan;
+use ck2core::core::{CoreOptions, Plan};
 use ck2core::model::{Checkpoint, TaskState};
 
 #[derive(Args)]
@@ -66,7 +66,11 @@ pub fn run(a: ConvertArgs) -> anyhow::Result<ExitCode> {
             );
             continue;
         }
-        let result = Plan::new(&process).and_then(|plan| plan.write(&a.output, pid, a.force));
+        let opts = CoreOptions {
+            only_verified_files: a.source.rootfs.is_some(),
+        };
+        let result =
+            Plan::new(&process, &opts).and_then(|plan| plan.write(&a.output, pid, a.force));
         match result {
             Ok(w) => {
                 ok += 1;
@@ -81,6 +85,12 @@ pub fn run(a: ConvertArgs) -> anyhow::Result<ExitCode> {
                 );
                 for (why, bytes) in &w.left_out.by_reason {
                     eprintln!("           left out {}: {why}", human(*bytes));
+                }
+                if !w.left_out.unlisted_files.is_empty() {
+                    eprintln!(
+                        "           not in NT_FILE (not found or not matching in --rootfs): {}",
+                        w.left_out.unlisted_files.join(", ")
+                    );
                 }
             }
             Err(e) => {

@@ -13,7 +13,7 @@ use std::os::unix::fs::{FileExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 
 use crate::error::{Error, Result};
-use crate::model::memory::{AddressSpace, Extent, Source, Vma, VmaKind};
+use crate::model::memory::{AddressSpace, Extent, MappedFile, Source, Vma, VmaKind};
 use crate::model::Process;
 use notes::Note;
 
@@ -47,6 +47,18 @@ pub struct Segment {
 pub struct LeftOut {
     /// Bytes missing, by reason.
     pub by_reason: BTreeMap<String, u64>,
+    /// Mapped files left out of NT_FILE because the given root does not have them
+    /// (or has different ones), so that gdb neither warns nor reads wrong bytes.
+    pub unlisted_files: Vec<String>,
+}
+
+/// Choices about what goes into a core.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct CoreOptions {
+    /// List in NT_FILE only the files found and verified in the container root.
+    /// Right when a root was given: gdb will be pointed at the same root, and
+    /// would warn about, or misread, any file not there.
+    pub only_verified_files: bool,
 }
 
 /// A complete plan for one core file.
@@ -79,7 +91,7 @@ pub struct Written {
 
 impl Plan {
     /// Plans the core of `p` (which must have memory).
-    pub fn new(p: &Process) -> Result<Plan> {
+    pub fn new(p: &Process, opts: &CoreOptions) -> Result<Plan> {
         let mem = p
             .memory
             .as_ref()
@@ -89,7 +101,15 @@ impl Plan {
         for vma in &mem.vmas {
             plan_vma(mem, vma, &mut segments, &mut left_out)?;
         }
-        let notes = encode_notes(p, mem)?;
+        let keep = |f: &MappedFile| !opts.only_verified_files || f.content.is_ok();
+        for v in &mem.vmas {
+            if let Some(f) = v.file.as_ref().filter(|f| !keep(f)) {
+                if !left_out.unlisted_files.contains(&f.path) {
+                    left_out.unlisted_files.push(f.path.clone());
+                }
+            }
+        }
+        let notes = encode_notes(p, mem, keep)?;
         let phnum = 1 + segments.len() as u64;
         let notes_at = EHDR_SIZE + PHDR_SIZE * phnum;
         let mut offset = (notes_at + notes.len() as u64).next_multiple_of(DATA_ALIGN);
@@ -323,7 +343,11 @@ fn plan_vma(
 
 /// All notes, in the kernel's order: the first thread's NT_PRSTATUS, then the
 /// process notes, then that thread's other register sets; then each other thread.
-fn encode_notes(p: &Process, mem: &AddressSpace) -> Result<Vec<u8>> {
+fn encode_notes(
+    p: &Process,
+    mem: &AddressSpace,
+    keep: impl Fn(&MappedFile) -> bool,
+) -> Result<Vec<u8>> {
     let args_len = p.layout.arg_end.saturating_sub(p.layout.arg_start).min(79) as usize;
     let mut args = vec![0u8; args_len];
     if mem
@@ -340,7 +364,7 @@ fn encode_notes(p: &Process, mem: &AddressSpace) -> Result<Vec<u8>> {
             list.push(notes::prpsinfo(p, &args));
             list.push(notes::siginfo());
             list.push(notes::auxv(p));
-            list.push(notes::nt_file(p));
+            list.push(notes::nt_file(p, &keep));
         }
         list.extend(notes::thread_regsets(t));
     }

@@ -2,7 +2,7 @@
 //! fs/binfmt_elf.c writes them (64-bit little-endian layouts).
 
 use crate::arch::Registers;
-use crate::model::memory::VmaKind;
+use crate::model::memory::{MappedFile, VmaKind};
 use crate::model::{Process, TaskState, Thread};
 
 /// NT_PRSTATUS
@@ -129,10 +129,10 @@ pub fn auxv(p: &Process) -> Note {
     }
 }
 
-/// NT_FILE: every mapping of a regular file, in address order. Shared memory
-/// (memfd, /dev/zero, SysV) is left out: its content is in the core, and gdb would
-/// only warn that it cannot open such a file.
-pub fn nt_file(p: &Process) -> Note {
+/// NT_FILE: every mapping of a regular file, in address order, for which `keep` is
+/// true. Shared memory (memfd, /dev/zero, SysV) is left out: its content is in the
+/// core, and gdb would only warn that it cannot open such a file.
+pub fn nt_file(p: &Process, keep: impl Fn(&MappedFile) -> bool) -> Note {
     let mut entries = Vec::new();
     let mut names = Vec::new();
     let mut count = 0u64;
@@ -141,7 +141,9 @@ pub fn nt_file(p: &Process) -> Note {
         let (VmaKind::File | VmaKind::SharedFile) = v.kind else {
             continue;
         };
-        let Some(f) = &v.file else { continue };
+        let Some(f) = v.file.as_ref().filter(|f| keep(f)) else {
+            continue;
+        };
         entries.extend_from_slice(&v.start.to_le_bytes());
         entries.extend_from_slice(&v.end.to_le_bytes());
         entries.extend_from_slice(&(v.pgoff / ps).to_le_bytes());

@@ -1,0 +1,270 @@
+//! Helpers shared by the integration tests: paths, running ck2core and gdb, and
+//! reading what gdb printed.
+#![allow(dead_code)]
+
+pub mod synth;
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+/// testdata/ of this repository.
+pub fn testdata() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("testdata")
+}
+
+/// A fresh empty directory under the target dir, unique per test.
+pub fn scratch(name: &str) -> PathBuf {
+    let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join(name);
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+/// Runs the ck2core binary.
+pub fn ck2core(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_ck2core"))
+        .args(args)
+        .output()
+        .expect("run ck2core")
+}
+
+/// Runs ck2core and insists it succeeded; returns stderr.
+pub fn ck2core_ok(args: &[&str]) -> String {
+    let out = ck2core(args);
+    let err = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert!(out.status.success(), "ck2core {args:?} failed: {err}");
+    err
+}
+
+/// Runs gdb in batch mode on `core` with `sysroot`, the executable `exe`, then
+/// `commands` (a gdb command file's lines). Returns stdout and stderr together.
+pub fn gdb(core: &Path, sysroot: Option<&Path>, exe: Option<&Path>, commands: &[&str]) -> String {
+    let mut cmd = Command::new("gdb");
+    cmd.args(["-nx", "-batch", "-iex", "set debuginfod enabled off"]);
+    cmd.args(["-iex", "set pagination off", "-iex", "set width 0"]);
+    if let Some(s) = sysroot {
+        cmd.arg("-iex").arg(format!("set sysroot {}", s.display()));
+    }
+    cmd.arg("--core").arg(core);
+    if let Some(e) = exe {
+        cmd.arg(e);
+    }
+    for c in commands {
+        cmd.args(["-ex", c]);
+    }
+    let out = cmd.output().expect("gdb must be installed (see .ci/run)");
+    let mut s = String::from_utf8_lossy(&out.stdout).into_owned();
+    s.push_str(&String::from_utf8_lossy(&out.stderr));
+    s
+}
+
+/// The commands of a gdb command file from testdata/how-made.
+pub fn oracle_commands(name: &str) -> Vec<String> {
+    std::fs::read_to_string(testdata().join("how-made").join(name))
+        .unwrap()
+        .lines()
+        .filter(|l| !l.trim().is_empty())
+        .map(str::to_string)
+        .collect()
+}
+
+/// Lines containing `warning:`.
+pub fn warnings(gdb_output: &str) -> Vec<&str> {
+    gdb_output
+        .lines()
+        .filter(|l| l.contains("warning:"))
+        .collect()
+}
+
+/// One stack frame as gdb printed it: pc (absent when gdb omits it) and function.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Frame {
+    pub pc: Option<u64>,
+    pub function: String,
+}
+
+/// What gdb printed for one thread under `thread apply all`.
+#[derive(Debug, Default, Clone)]
+pub struct ThreadView {
+    /// `info registers` lines: name -> value.
+    pub regs: BTreeMap<String, u64>,
+    /// `p` results, in order, without their `$N =`.
+    pub values: Vec<String>,
+    /// `bt` frames.
+    pub frames: Vec<Frame>,
+}
+
+/// Splits gdb output into per-thread views, keyed by LWP.
+pub fn parse_threads(out: &str) -> BTreeMap<u32, ThreadView> {
+    let mut map: BTreeMap<u32, ThreadView> = BTreeMap::new();
+    let mut cur: Option<u32> = None;
+    for line in out.lines() {
+        if line.starts_with("Thread ") && line.ends_with("):") {
+            cur = line
+                .split("(LWP ")
+                .nth(1)
+                .and_then(|r| r.split(')').next())
+                .and_then(|n| n.parse().ok());
+            continue;
+        }
+        if line.is_empty()
+            || line.starts_with("From ")
+            || line.starts_with("0x0000") && line.contains("Yes")
+        {
+            if line.starts_with("From ") {
+                cur = None;
+            }
+            continue;
+        }
+        let Some(lwp) = cur else { continue };
+        let t = map.entry(lwp).or_default();
+        if let Some(rest) = line.strip_prefix('$') {
+            if let Some((_, v)) = rest.split_once(" = ") {
+                t.values.push(v.to_string());
+            }
+        } else if let Some(rest) = line.strip_prefix('#') {
+            let rest = rest.split_once(' ').map(|x| x.1).unwrap_or("").trim_start();
+            let (pc, func) = match rest.split_once(" in ") {
+                Some((a, b)) if a.starts_with("0x") => (u64::from_str_radix(&a[2..], 16).ok(), b),
+                _ => (None, rest),
+            };
+            let function = func.split([' ', '(']).next().unwrap_or("").to_string();
+            t.frames.push(Frame { pc, function });
+        } else {
+            let mut it = line.split_whitespace();
+            if let (Some(name), Some(val)) = (it.next(), it.next()) {
+                if let Some(hex) = val.strip_prefix("0x") {
+                    if let Ok(v) = u64::from_str_radix(hex, 16) {
+                        t.regs.insert(name.to_string(), v);
+                    }
+                }
+            }
+        }
+    }
+    map
+}
+
+/// Parses `info sharedlibrary` rows: (from, to, basename).
+pub fn shared_libraries(out: &str) -> Vec<(String, String, String)> {
+    out.lines()
+        .filter(|l| l.starts_with("0x") && (l.contains(" Yes ") || l.contains(" No ")))
+        .map(|l| {
+            let f: Vec<&str> = l.split_whitespace().collect();
+            let base = f.last().unwrap().rsplit('/').next().unwrap().to_string();
+            (f[0].to_string(), f[1].to_string(), base)
+        })
+        .collect()
+}
+
+/// A parsed core file, for structural checks independent of ck2core's writer.
+pub struct CoreFile {
+    file: std::fs::File,
+}
+
+/// A program header.
+#[derive(Debug, Clone, Copy)]
+pub struct Phdr {
+    pub p_type: u32,
+    pub flags: u32,
+    pub offset: u64,
+    pub vaddr: u64,
+    pub filesz: u64,
+    pub memsz: u64,
+    pub align: u64,
+}
+
+/// A note.
+#[derive(Debug, Clone)]
+pub struct NoteView {
+    pub name: String,
+    pub ntype: u32,
+    pub desc: Vec<u8>,
+}
+
+impl CoreFile {
+    pub fn open(path: &Path) -> CoreFile {
+        CoreFile {
+            file: std::fs::File::open(path).unwrap(),
+        }
+    }
+
+    /// `n` bytes at file offset `o` (the file is read by offset: cores are huge).
+    pub fn at(&self, o: usize, n: usize) -> Vec<u8> {
+        use std::os::unix::fs::FileExt;
+        let mut b = vec![0u8; n];
+        self.file.read_exact_at(&mut b, o as u64).unwrap();
+        b
+    }
+    fn u16(&self, o: usize) -> u64 {
+        u16::from_le_bytes(self.at(o, 2).try_into().unwrap()) as u64
+    }
+    fn u32(&self, o: usize) -> u64 {
+        u32::from_le_bytes(self.at(o, 4).try_into().unwrap()) as u64
+    }
+    fn u64(&self, o: usize) -> u64 {
+        u64::from_le_bytes(self.at(o, 8).try_into().unwrap())
+    }
+
+    /// Program headers, honouring PN_XNUM.
+    pub fn phdrs(&self) -> Vec<Phdr> {
+        let phoff = self.u64(32) as usize;
+        let mut n = self.u16(56);
+        if n == 0xffff {
+            let shoff = self.u64(40) as usize;
+            n = self.u32(shoff + 44);
+        }
+        (0..n as usize)
+            .map(|i| {
+                let o = phoff + i * 56;
+                Phdr {
+                    p_type: self.u32(o) as u32,
+                    flags: self.u32(o + 4) as u32,
+                    offset: self.u64(o + 8),
+                    vaddr: self.u64(o + 16),
+                    filesz: self.u64(o + 32),
+                    memsz: self.u64(o + 40),
+                    align: self.u64(o + 48),
+                }
+            })
+            .collect()
+    }
+
+    /// Notes of the PT_NOTE segment, 4-byte aligned as in Linux cores.
+    pub fn notes(&self) -> Vec<NoteView> {
+        let ph = self.phdrs()[0];
+        assert_eq!(ph.p_type, 4, "first program header must be PT_NOTE");
+        let mut out = Vec::new();
+        let mut p = ph.offset as usize;
+        let end = p + ph.filesz as usize;
+        while p < end {
+            let namesz = self.u32(p) as usize;
+            let descsz = self.u32(p + 4) as usize;
+            let ntype = self.u32(p + 8) as u32;
+            let name = String::from_utf8_lossy(&self.at(p + 12, namesz - 1)).into_owned();
+            let d = p + 12 + namesz.next_multiple_of(4);
+            out.push(NoteView {
+                name,
+                ntype,
+                desc: self.at(d, descsz),
+            });
+            p = d + descsz.next_multiple_of(4);
+        }
+        assert_eq!(p, end, "notes must fill PT_NOTE exactly");
+        out
+    }
+
+    /// Reads memory at `addr` from the PT_LOAD file bytes; `None` where absent.
+    pub fn read(&self, addr: u64, len: usize) -> Option<Vec<u8>> {
+        let ph = self.phdrs().into_iter().find(|p| {
+            p.p_type == 1 && p.vaddr <= addr && addr + len as u64 <= p.vaddr + p.filesz
+        })?;
+        Some(self.at((ph.offset + addr - ph.vaddr) as usize, len))
+    }
+}
+
+/// Blocks actually allocated on disk for `path`, in bytes.
+pub fn disk_usage(path: &Path) -> u64 {
+    use std::os::unix::fs::MetadataExt;
+    std::fs::metadata(path).unwrap().blocks() * 512
+}
