@@ -1,13 +1,14 @@
 //! `ck2core convert`: one core per process, a line per process on stderr.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use clap::Args;
 
 use super::{human, Source, EXIT_FAILURE, EXIT_PARTIAL};
 use ck2core::core::{CoreOptions, Plan};
-use ck2core::model::{Checkpoint, TaskState};
+use ck2core::model::{Checkpoint, Process, TaskState};
+use ck2core::rootfs::resolve_in_root;
 
 #[derive(Args)]
 pub struct ConvertArgs {
@@ -50,6 +51,7 @@ pub fn run(a: ConvertArgs) -> anyhow::Result<ExitCode> {
         )
     })?;
     let (mut ok, mut failed) = (0, 0);
+    let mut open_with = Vec::new();
     for pid in pids {
         let process = match ckpt.process(pid) {
             Ok(p) => p,
@@ -74,6 +76,7 @@ pub fn run(a: ConvertArgs) -> anyhow::Result<ExitCode> {
         match result {
             Ok(w) => {
                 ok += 1;
+                open_with.push(gdb_command(&w.path, a.source.rootfs.as_deref(), &process));
                 let threads = process.threads.len();
                 eprintln!(
                     "{:<10} pid {pid} ({}), {threads} thread{}, {} written, {} in the file",
@@ -99,20 +102,38 @@ pub fn run(a: ConvertArgs) -> anyhow::Result<ExitCode> {
             }
         }
     }
-    if ok > 0 {
-        eprintln!(
-            "open with: gdb --core {}/core.<pid>{}",
-            a.output.display(),
-            a.source
-                .rootfs
-                .as_ref()
-                .map(|r| format!(" -iex 'set sysroot {}'", r.display()))
-                .unwrap_or_default()
-        );
+    if !open_with.is_empty() {
+        eprintln!("open with:");
+        for c in open_with {
+            eprintln!("  {c}");
+        }
     }
     Ok(match (ok, failed) {
         (_, 0) => ExitCode::SUCCESS,
         (0, _) => ExitCode::from(EXIT_FAILURE),
         _ => ExitCode::from(EXIT_PARTIAL),
     })
+}
+
+/// The gdb command line for a core: the sysroot must be set before the core loads
+/// (`-iex`), and the executable from the root lets gdb relocate a PIE and find the
+/// shared libraries.
+fn gdb_command(core: &Path, rootfs: Option<&Path>, p: &Process) -> String {
+    let mut cmd = format!("gdb --core {}", shell_quote(&core.display().to_string()));
+    if let Some(root) = rootfs {
+        cmd += &format!(" -iex {}", shell_quote(&format!("set sysroot {}", root.display())));
+        let exe = p.exe.as_ref().filter(|e| e.content.is_ok());
+        if let Some(path) = exe.and_then(|e| resolve_in_root(root, e.path.trim_start_matches('/'))) {
+            cmd += &format!(" {}", shell_quote(&path.display().to_string()));
+        }
+    }
+    cmd
+}
+
+fn shell_quote(s: &str) -> String {
+    if s.chars().all(|c| c.is_ascii_alphanumeric() || "/._-+=:@".contains(c)) {
+        s.to_string()
+    } else {
+        format!("'{}'", s.replace('\'', "'\\''"))
+    }
 }

@@ -61,6 +61,19 @@ pub struct CoreOptions {
     pub only_verified_files: bool,
 }
 
+impl Segment {
+    fn new(vaddr: u64, flags: u32) -> Segment {
+        Segment {
+            vaddr,
+            memsz: 0,
+            filesz: 0,
+            flags,
+            offset: 0,
+            pieces: Vec::new(),
+        }
+    }
+}
+
 /// A complete plan for one core file.
 pub struct Plan {
     /// e_machine.
@@ -98,10 +111,10 @@ impl Plan {
             .ok_or_else(|| Error::Usage(format!("process {} has no memory (zombie)", p.pid())))?;
         let mut left_out = LeftOut::default();
         let mut segments = Vec::new();
-        for vma in &mem.vmas {
-            plan_vma(mem, vma, &mut segments, &mut left_out)?;
-        }
         let keep = |f: &MappedFile| !opts.only_verified_files || f.content.is_ok();
+        for vma in &mem.vmas {
+            plan_vma(mem, vma, &keep, &mut segments, &mut left_out);
+        }
         for v in &mem.vmas {
             if let Some(f) = v.file.as_ref().filter(|f| !keep(f)) {
                 if !left_out.unlisted_files.contains(&f.path) {
@@ -291,54 +304,77 @@ fn starts_with_elf_header(mem: &AddressSpace, vma: &Vma) -> bool {
 }
 
 /// Turns one VMA into PT_LOADs: normally one, whose file bytes are the VMA's
-/// content. Where content is missing in the middle, the segment ends there
-/// (p_filesz < p_memsz) and a new one starts after the gap, so gdb reports those
-/// bytes as unavailable (or reads them from the file named in NT_FILE) instead of
-/// showing invented zeros.
+/// content (the part [`dump_end`] chooses) and whose p_memsz covers the whole VMA.
+///
+/// gdb reads an address covered by p_memsz but not by file bytes from the file
+/// NT_FILE names for it, and failing that as zeros. That is right for untouched
+/// anonymous memory and for listed files; anywhere else it would invent zeros. So
+/// bytes that no source has and that gdb cannot fetch from a listed file are left
+/// out of every segment (the segment ends there and a new one starts after), and
+/// gdb reports them as unreadable, as it would for any unmapped address.
 fn plan_vma(
     mem: &AddressSpace,
     vma: &Vma,
+    listed: &dyn Fn(&MappedFile) -> bool,
     out: &mut Vec<Segment>,
     left_out: &mut LeftOut,
-) -> Result<()> {
+) {
     let flags = (vma.prot & 1) << 2 | (vma.prot & 2) | (vma.prot & 4) >> 2;
-    let mut seg = Segment {
-        vaddr: vma.start,
-        memsz: 0,
-        filesz: 0,
-        flags,
-        offset: 0,
-        pieces: Vec::new(),
-    };
+    // gdb reads what the listed file holds there: the truth, or "unavailable".
+    let from_file = matches!(vma.kind, VmaKind::File | VmaKind::SharedFile)
+        && vma.file.as_deref().is_some_and(listed);
+    // Memory we chose not to dump reads as zeros in gdb, which is the truth for
+    // anonymous memory (never touched, or unreadable to the process anyway).
+    let anon = matches!(vma.kind, VmaKind::Anon | VmaKind::Heap | VmaKind::Stack);
     let end = dump_end(mem, vma);
-    let mut after_gap = false;
-    if end > vma.start {
-        for ext in mem.extents(vma, vma.start, end) {
-            if let Source::Missing(why) = &ext.source {
-                *left_out.by_reason.entry(why.to_string()).or_default() += ext.len;
-                after_gap = true;
-                continue;
+    let mut parts = if end > vma.start {
+        mem.extents(vma, vma.start, end)
+    } else {
+        Vec::new()
+    };
+    if end < vma.end {
+        // Not dumped by choice (no reason to report): like missing bytes, covered
+        // only where gdb fills it truthfully.
+        parts.push(Extent {
+            start: end,
+            len: vma.end - end,
+            source: Source::Missing("".into()),
+        });
+    }
+    let mut seg: Option<Segment> = None;
+    // True once `seg` has a stretch without file bytes: content after it needs a
+    // new segment, since file bytes are always a prefix of a segment.
+    let mut gap = false;
+    for ext in parts {
+        let ext_end = ext.start + ext.len;
+        match &ext.source {
+            Source::Missing(why) => {
+                // An empty reason marks the part not dumped by choice.
+                let by_choice = why.is_empty();
+                if !by_choice {
+                    *left_out.by_reason.entry(why.to_string()).or_default() += ext.len;
+                }
+                if from_file || (by_choice && anon) {
+                    let s = seg.get_or_insert_with(|| Segment::new(ext.start, flags));
+                    s.memsz = ext_end - s.vaddr;
+                    gap = true;
+                } else if let Some(s) = seg.take() {
+                    out.push(s);
+                }
             }
-            if after_gap {
-                seg.memsz = ext.start - seg.vaddr;
-                let next = Segment {
-                    vaddr: ext.start,
-                    memsz: 0,
-                    filesz: 0,
-                    flags,
-                    offset: 0,
-                    pieces: Vec::new(),
-                };
-                out.push(std::mem::replace(&mut seg, next));
-                after_gap = false;
+            _ => {
+                if gap {
+                    out.extend(seg.take());
+                    gap = false;
+                }
+                let s = seg.get_or_insert_with(|| Segment::new(ext.start, flags));
+                s.filesz += ext.len;
+                s.memsz = ext_end - s.vaddr;
+                s.pieces.push(ext);
             }
-            seg.filesz += ext.len;
-            seg.pieces.push(ext);
         }
     }
-    seg.memsz = vma.end - seg.vaddr;
-    out.push(seg);
-    Ok(())
+    out.extend(seg);
 }
 
 /// All notes, in the kernel's order: the first thread's NT_PRSTATUS, then the

@@ -112,7 +112,7 @@ impl Image {
     }
 
     /// Decodes the next entry, or `None` at a clean end of file.
-    pub fn next<M: Message + Default>(&mut self) -> Result<Option<M>> {
+    pub fn next_entry<M: Message + Default>(&mut self) -> Result<Option<M>> {
         let rest = self.bytes.len() - self.pos;
         if rest == 0 {
             return Ok(None);
@@ -152,7 +152,7 @@ impl Image {
     /// Decodes every remaining entry.
     pub fn all<M: Message + Default>(&mut self) -> Result<Vec<M>> {
         let mut out = Vec::new();
-        while let Some(m) = self.next()? {
+        while let Some(m) = self.next_entry()? {
             out.push(m);
         }
         Ok(out)
@@ -160,7 +160,7 @@ impl Image {
 
     /// Decodes exactly one entry (for single-entry images).
     pub fn single<M: Message + Default>(mut self) -> Result<M> {
-        self.next()?
+        self.next_entry()?
             .ok_or_else(|| Error::image(&self.member, "holds no entry (one was expected)"))
     }
 

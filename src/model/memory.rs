@@ -264,11 +264,11 @@ impl Pagemap {
         };
         let member = img.member().to_string();
         let head: pb::PagemapHead = img
-            .next()?
+            .next_entry()?
             .ok_or_else(|| Error::image(&member, "holds no pagemap_head entry"))?;
         let mut runs: Vec<PageRun> = Vec::new();
         let mut offset = 0u64;
-        while let Some(e) = img.next::<pb::PagemapEntry>()? {
+        while let Some(e) = img.next_entry::<pb::PagemapEntry>()? {
             let vaddr = e
                 .vaddr
                 .ok_or_else(|| img.error("pagemap_entry.vaddr is missing"))?;

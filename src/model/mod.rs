@@ -230,7 +230,7 @@ impl Checkpoint {
             .and_then(|i| i.img_version);
         let mut pstree = images.require("pstree.img", magic::PSTREE)?;
         let mut tree: Vec<TreeEntry> = Vec::new();
-        while let Some(e) = pstree.next::<pb::PstreeEntry>()? {
+        while let Some(e) = pstree.next_entry::<pb::PstreeEntry>()? {
             let pid = e
                 .pid
                 .filter(|p| *p != 0)
@@ -264,7 +264,7 @@ impl Checkpoint {
         }
         let mut files = HashMap::new();
         if let Some(mut img) = images.read("files.img", magic::FILES)? {
-            while let Some(f) = img.next::<pb::FileEntry>()? {
+            while let Some(f) = img.next_entry::<pb::FileEntry>()? {
                 if let Some(id) = f.id {
                     files.insert(id, f);
                 }
@@ -272,7 +272,7 @@ impl Checkpoint {
         }
         let mut memfd_inodes = HashMap::new();
         if let Some(mut img) = images.read("memfd.img", magic::MEMFD_INODE)? {
-            while let Some(m) = img.next::<pb::MemfdInodeEntry>()? {
+            while let Some(m) = img.next_entry::<pb::MemfdInodeEntry>()? {
                 if let Some(id) = m.inode_id {
                     memfd_inodes.insert(id, m);
                 }
@@ -600,7 +600,7 @@ impl Checkpoint {
     ) -> Result<ShmemPages> {
         for name in self.images.list("ipcns-shm-") {
             let mut img = self.images.require(&name, magic::IPCNS_SHM)?;
-            while let Some(e) = img.next::<pb::IpcShmEntry>()? {
+            while let Some(e) = img.next_entry::<pb::IpcShmEntry>()? {
                 let id = e.desc.as_ref().and_then(|d| d.id).unwrap_or(u32::MAX) as u64;
                 let size = e.size.unwrap_or(0);
                 if e.in_pagemaps == Some(true) {
