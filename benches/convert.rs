@@ -1,1 +1,163 @@
-fn main() {}
+//! Conversion throughput and peak memory on a large synthetic checkpoint, next to
+//! the physical limit: copying the same pages files on the same disk
+//! (`cat pages-*.img > file`, the same bytes read and written).
+//!
+//! `cargo bench` prints the figures. Sizes: CK2CORE_BENCH_GIB (default 2) GiB of
+//! present pages in one process, spread over CK2CORE_BENCH_VMAS (default 1000) VMAs.
+
+#[path = "../tests/common/synth.rs"]
+mod synth;
+
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use ck2core::archive::Input;
+use ck2core::core::{CoreOptions, Plan};
+use ck2core::model::{Checkpoint, OpenOptions};
+use synth::*;
+
+fn env_or(name: &str, default: u64) -> u64 {
+    std::env::var(name)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
+}
+
+/// Peak resident memory of this process so far, in bytes.
+fn peak_rss() -> u64 {
+    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmHWM:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
+        .map_or(0, |kb| kb * 1024)
+}
+
+fn best_of(n: usize, mut f: impl FnMut() -> Duration) -> Duration {
+    (0..n).map(|_| f()).min().unwrap()
+}
+
+fn main() {
+    // `cargo test --benches` runs this with --bench absent; only build then.
+    if !std::env::args().any(|a| a == "--bench") {
+        return;
+    }
+    let gib = env_or("CK2CORE_BENCH_GIB", 2);
+    let nvma = env_or("CK2CORE_BENCH_VMAS", 1000);
+    let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join("bench");
+    let _ = std::fs::remove_dir_all(&dir);
+    let images = dir.join("images");
+    let total_pages = gib * (1 << 30) / PAGE;
+    let per_vma = total_pages.div_ceil(nvma);
+    let base = 0x1000_0000u64;
+    let mut p = Proc::new(1);
+    for i in 0..nvma {
+        // Each VMA is followed by an unmapped page, so none merge.
+        let start = base + i * (per_vma + 1) * PAGE;
+        p.vmas.push(anon_vma(start, start + per_vma * PAGE));
+        p.pagemap.push(run(start, per_vma, 4));
+    }
+    eprintln!(
+        "building {gib} GiB in {nvma} VMAs under {} ...",
+        dir.display()
+    );
+    write_images(&images, &[p]);
+    write_pages(&images, 1, per_vma * nvma, |i, pg| {
+        pg.fill((i % 251) as u8 + 1);
+        pg[..8].copy_from_slice(&i.to_le_bytes());
+    });
+    let bytes = per_vma * nvma * PAGE;
+    let rss_before = peak_rss();
+
+    // Warm the page cache so both runs read from the same place.
+    std::process::Command::new("sh")
+        .arg("-c")
+        .arg(format!("cat {}/pages-*.img > /dev/null", images.display()))
+        .status()
+        .unwrap();
+    let copy = best_of(2, || {
+        let t = Instant::now();
+        let ok = std::process::Command::new("sh")
+            .arg("-c")
+            .arg(format!(
+                "cat {0}/pages-*.img > {1}/copy",
+                images.display(),
+                dir.display()
+            ))
+            .status()
+            .unwrap()
+            .success();
+        assert!(ok);
+        let d = t.elapsed();
+        std::fs::remove_file(dir.join("copy")).unwrap();
+        d
+    });
+    let out = dir.join("cores");
+    std::fs::create_dir_all(&out).unwrap();
+    let convert = best_of(2, || {
+        let t = Instant::now();
+        let ckpt = Checkpoint::open(&Input::Path(images.clone()), &OpenOptions::default()).unwrap();
+        let process = ckpt.process(1).unwrap();
+        let plan = Plan::new(&process, &CoreOptions::default()).unwrap();
+        let w = plan.write(&out, 1, true).unwrap();
+        assert_eq!(w.data_bytes, bytes);
+        t.elapsed()
+    });
+    let peak = peak_rss();
+    let mib = |b: u64| b as f64 / (1 << 20) as f64;
+    let rate = |d: Duration| mib(bytes) / d.as_secs_f64();
+    println!(
+        "checkpoint: {} MiB of pages in {nvma} VMAs",
+        mib(bytes) as u64
+    );
+    println!(
+        "copy (cat pages-*.img > file): {:>8.0} MiB/s  ({:.2} s)",
+        rate(copy),
+        copy.as_secs_f64()
+    );
+    println!(
+        "ck2core convert:               {:>8.0} MiB/s  ({:.2} s)",
+        rate(convert),
+        convert.as_secs_f64()
+    );
+    println!(
+        "convert / copy:                {:>8.0} %",
+        100.0 * copy.as_secs_f64() / convert.as_secs_f64()
+    );
+    println!(
+        "peak memory (VmHWM):           {:>8.1} MiB  (before converting: {:.1} MiB)",
+        mib(peak),
+        mib(rss_before)
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+
+    // The real ckfix fixture: 5 threads, a 1 GiB sparse mapping.
+    let td = Path::new(env!("CARGO_MANIFEST_DIR")).join("testdata");
+    let out = Path::new(env!("CARGO_TARGET_TMPDIR")).join("bench-ckfix");
+    std::fs::create_dir_all(&out).unwrap();
+    let opts = OpenOptions {
+        rootfs: Some(td.join("host-rootfs")),
+        ..Default::default()
+    };
+    let ckfix = best_of(5, || {
+        let t = Instant::now();
+        let ckpt = Checkpoint::open(&Input::Path(td.join("ckfix/images")), &opts).unwrap();
+        for pid in [31227, 31229] {
+            let process = ckpt.process(pid).unwrap();
+            let plan = Plan::new(
+                &process,
+                &CoreOptions {
+                    only_verified_files: true,
+                },
+            )
+            .unwrap();
+            plan.write(&out, pid, true).unwrap();
+        }
+        t.elapsed()
+    });
+    println!(
+        "ckfix fixture (2 processes):   {:>8.1} ms",
+        ckfix.as_secs_f64() * 1000.0
+    );
+    let _ = std::fs::remove_dir_all(&out);
+}

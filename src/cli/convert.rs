@@ -121,9 +121,13 @@ pub fn run(a: ConvertArgs) -> anyhow::Result<ExitCode> {
 fn gdb_command(core: &Path, rootfs: Option<&Path>, p: &Process) -> String {
     let mut cmd = format!("gdb --core {}", shell_quote(&core.display().to_string()));
     if let Some(root) = rootfs {
-        cmd += &format!(" -iex {}", shell_quote(&format!("set sysroot {}", root.display())));
+        cmd += &format!(
+            " -iex {}",
+            shell_quote(&format!("set sysroot {}", root.display()))
+        );
         let exe = p.exe.as_ref().filter(|e| e.content.is_ok());
-        if let Some(path) = exe.and_then(|e| resolve_in_root(root, e.path.trim_start_matches('/'))) {
+        if let Some(path) = exe.and_then(|e| resolve_in_root(root, e.path.trim_start_matches('/')))
+        {
             cmd += &format!(" {}", shell_quote(&path.display().to_string()));
         }
     }
@@ -131,7 +135,9 @@ fn gdb_command(core: &Path, rootfs: Option<&Path>, p: &Process) -> String {
 }
 
 fn shell_quote(s: &str) -> String {
-    if s.chars().all(|c| c.is_ascii_alphanumeric() || "/._-+=:@".contains(c)) {
+    if s.chars()
+        .all(|c| c.is_ascii_alphanumeric() || "/._-+=:@".contains(c))
+    {
         s.to_string()
     } else {
         format!("'{}'", s.replace('\'', "'\\''"))

@@ -211,7 +211,6 @@ impl Plan {
             Error::Io { path: p, source } if p.as_os_str().is_empty() => Error::io(&tmp, source),
             e => e,
         })?;
-        file.sync_data().map_err(|e| Error::io(&tmp, e))?;
         drop(file);
         std::fs::rename(&tmp, &path).map_err(|e| Error::io(&path, e))?;
         std::mem::forget(guard);
