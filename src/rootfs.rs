@@ -15,6 +15,7 @@ use std::sync::Arc;
 
 use crate::archive::{Archive, Blob};
 use crate::error::Result;
+use crate::model::memory::FileData;
 
 /// Where container files come from.
 pub struct RootFs {
@@ -64,7 +65,7 @@ impl RootFs {
     }
 
     /// The content of a container file, or why it can't be used.
-    pub fn open(&self, want: &Expect<'_>) -> std::result::Result<Blob, String> {
+    pub fn open(&self, want: &Expect<'_>) -> std::result::Result<FileData, String> {
         let rel = want.path.trim_start_matches('/');
         let blob = if let Some(b) = self.diff.get(rel) {
             b.clone()
@@ -100,7 +101,7 @@ impl RootFs {
                 None => return Err("has no build-id, the checkpoint recorded one".into()),
             }
         }
-        Ok(blob)
+        Ok(FileData::whole(blob))
     }
 }
 

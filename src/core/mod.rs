@@ -111,12 +111,14 @@ impl Plan {
             .ok_or_else(|| Error::Usage(format!("process {} has no memory (zombie)", p.pid())))?;
         let mut left_out = LeftOut::default();
         let mut segments = Vec::new();
-        let keep = |f: &MappedFile| !opts.only_verified_files || f.content.is_ok();
+        // A deleted file's name can't be opened by gdb; its content, if CRIU kept
+        // it, is dumped whole instead.
+        let keep = |f: &MappedFile| !f.deleted && (!opts.only_verified_files || f.content.is_ok());
         for vma in &mem.vmas {
             plan_vma(mem, vma, &keep, &mut segments, &mut left_out);
         }
         for v in &mem.vmas {
-            if let Some(f) = v.file.as_ref().filter(|f| !keep(f)) {
+            if let Some(f) = v.file.as_ref().filter(|f| !f.deleted && !keep(f)) {
                 if !left_out.unlisted_files.contains(&f.path) {
                     left_out.unlisted_files.push(f.path.clone());
                 }
@@ -272,10 +274,19 @@ impl Drop for RemoveOnDrop {
 /// whole, private file mappings whole if the process wrote to them (else just the
 /// ELF header page, for build-id matching), shared file mappings and [vvar] not at
 /// all. Unlike the kernel, untouched readable anonymous memory is included as holes,
-/// so gdb reads the zeros the process would have read.
+/// so gdb reads the zeros the process would have read, and mappings of deleted files
+/// are included whole from CRIU's ghost copy, since gdb cannot open them.
 fn dump_end(mem: &AddressSpace, vma: &Vma) -> u64 {
     let whole = vma.end;
     match vma.kind {
+        VmaKind::File | VmaKind::SharedFile
+            if vma
+                .file
+                .as_ref()
+                .is_some_and(|f| f.deleted && f.content.is_ok()) =>
+        {
+            whole
+        }
         VmaKind::Vvar | VmaKind::Vsyscall | VmaKind::Other | VmaKind::SharedFile => vma.start,
         VmaKind::Vdso | VmaKind::Memfd | VmaKind::Shared | VmaKind::Sysv => whole,
         VmaKind::Anon | VmaKind::Heap | VmaKind::Stack => {

@@ -176,6 +176,85 @@ impl Image {
     }
 }
 
+/// Entry-by-entry reading of an image that may be too large to hold in memory
+/// (ghost files carry whole file contents), by offset.
+pub struct BlobImage {
+    blob: Blob,
+    pos: u64,
+    entry: usize,
+}
+
+impl BlobImage {
+    /// Checks the magics and positions at the first entry.
+    pub fn open(blob: Blob, want: u32) -> Result<BlobImage> {
+        let mut head = [0u8; 8];
+        let n = blob.len().min(8) as usize;
+        blob.read_exact_at(0, &mut head[..n])?;
+        let img = Image::parse(blob.name(), head[..n].to_vec(), want)?;
+        Ok(BlobImage {
+            blob,
+            pos: img.pos as u64,
+            entry: 0,
+        })
+    }
+
+    /// The member.
+    pub fn blob(&self) -> &Blob {
+        &self.blob
+    }
+
+    /// Current offset.
+    pub fn pos(&self) -> u64 {
+        self.pos
+    }
+
+    /// Decodes the next entry (`None` at the end).
+    pub fn next_entry<M: Message + Default>(&mut self) -> Result<Option<M>> {
+        let rest = self.blob.len() - self.pos;
+        if rest == 0 {
+            return Ok(None);
+        }
+        let e = self.entry;
+        let err = |d: String| Error::image(self.blob.name(), format!("entry {e}: {d}"));
+        if rest < 4 {
+            return Err(err(format!(
+                "{rest} stray bytes where a 4-byte size was expected (truncated?)"
+            )));
+        }
+        let mut w = [0u8; 4];
+        self.blob.read_exact_at(self.pos, &mut w)?;
+        let size = u32::from_le_bytes(w) as u64;
+        if size > rest - 4 {
+            return Err(err(format!(
+                "size field says {size} bytes but only {} remain (truncated?)",
+                rest - 4
+            )));
+        }
+        let mut buf = vec![0u8; size as usize];
+        self.blob.read_exact_at(self.pos + 4, &mut buf)?;
+        let msg = M::decode(buf.as_slice())
+            .map_err(|x| err(format!("not a valid {}: {x}", short_type::<M>())))?;
+        self.pos += 4 + size;
+        self.entry += 1;
+        Ok(Some(msg))
+    }
+
+    /// Takes `len` raw bytes after the current entry, as a blob.
+    pub fn extra(&mut self, len: u64) -> Result<Blob> {
+        let b = self.blob.slice(self.pos, len).map_err(|_| {
+            Error::image(
+                self.blob.name(),
+                format!(
+                    "entry {}: extra payload of {len} bytes runs past the end",
+                    self.entry.saturating_sub(1)
+                ),
+            )
+        })?;
+        self.pos += len;
+        Ok(b)
+    }
+}
+
 fn short_type<M>() -> &'static str {
     let full = std::any::type_name::<M>();
     full.rsplit("::").next().unwrap_or(full)

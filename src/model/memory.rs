@@ -103,8 +103,30 @@ pub struct MappedFile {
     pub size: Option<u64>,
     /// GNU build-id recorded by CRIU.
     pub build_id: Vec<u8>,
+    /// True if the file was deleted (unlinked) while mapped.
+    pub deleted: bool,
     /// The file's bytes, or why they could not be used.
-    pub content: std::result::Result<Blob, String>,
+    pub content: std::result::Result<FileData, String>,
+}
+
+/// The bytes of a file: chunks at offsets, zeros between them (ghost images of
+/// deleted files are stored sparse), `size` bytes in all.
+#[derive(Debug, Clone)]
+pub struct FileData {
+    /// Length of the file.
+    pub size: u64,
+    /// (offset, bytes), sorted and disjoint.
+    pub chunks: Vec<(u64, Blob)>,
+}
+
+impl FileData {
+    /// A file that is one blob.
+    pub fn whole(blob: Blob) -> FileData {
+        FileData {
+            size: blob.len(),
+            chunks: vec![(0, blob)],
+        }
+    }
 }
 
 /// Shared memory a VMA maps.
@@ -482,8 +504,8 @@ impl AddressSpace {
             );
             return;
         };
-        let blob = match &file.content {
-            Ok(b) => b,
+        let data = match &file.content {
+            Ok(d) => d,
             Err(why) => {
                 out.push(
                     start,
@@ -494,31 +516,42 @@ impl AddressSpace {
             }
         };
         let off = vma.pgoff + (start - vma.start);
-        let flen = blob.len();
+        let addr = |file_off: u64| start + (file_off - off);
         let len = end - start;
-        let inside = flen.saturating_sub(off).min(len);
-        if inside > 0 {
-            out.push(
-                start,
-                inside,
-                Source::Bytes {
-                    blob: blob.clone(),
-                    offset: off,
-                    origin: Origin::Rootfs,
-                },
-            );
+        let inside_end = off + data.size.saturating_sub(off).min(len);
+        let mut at = off;
+        for (coff, blob) in &data.chunks {
+            let cend = coff + blob.len();
+            if cend <= at || *coff >= inside_end {
+                continue;
+            }
+            if *coff > at {
+                out.push(addr(at), coff - at, Source::Zero);
+                at = *coff;
+            }
+            let stop = cend.min(inside_end);
+            let source = Source::Bytes {
+                blob: blob.clone(),
+                offset: at - coff,
+                origin: Origin::Rootfs,
+            };
+            out.push(addr(at), stop - at, source);
+            at = stop;
+        }
+        if at < inside_end {
+            out.push(addr(at), inside_end - at, Source::Zero);
         }
         // The rest of the page holding the file's last byte reads as zeros; pages
         // wholly past the end would fault in the process.
-        let tail_end = (off + inside).div_ceil(self.page_size) * self.page_size;
-        let zero = (tail_end - (off + inside)).min(len - inside);
-        if zero > 0 {
-            out.push(start + inside, zero, Source::Zero);
+        let tail_end = inside_end.div_ceil(self.page_size) * self.page_size;
+        let zero_end = tail_end.min(off + len);
+        if zero_end > inside_end {
+            out.push(addr(inside_end), zero_end - inside_end, Source::Zero);
         }
-        if inside + zero < len {
+        if zero_end < off + len {
             out.push(
-                start + inside + zero,
-                len - inside - zero,
+                addr(zero_end),
+                off + len - zero_end,
                 Source::Missing("past the end of the file".into()),
             );
         }

@@ -14,11 +14,14 @@ use std::sync::Arc;
 use serde::Serialize;
 
 use crate::arch::{Arch, Registers};
+use crate::archive::Blob;
 use crate::archive::{Archive, Input, Limits};
 use crate::error::{Error, Result};
-use crate::images::{magic, pb, ImageDir};
+use crate::images::{magic, pb, BlobImage, ImageDir};
 use crate::rootfs::{Expect, RootFs};
-use memory::{status, AddressSpace, MappedFile, Pagemap, SharedMemory, ShmemPages, Vma, VmaKind};
+use memory::{
+    status, AddressSpace, FileData, MappedFile, Pagemap, SharedMemory, ShmemPages, Vma, VmaKind,
+};
 
 /// Options for opening a checkpoint.
 #[derive(Debug, Clone, Default)]
@@ -215,7 +218,14 @@ pub struct Checkpoint {
     pub img_version: Option<u32>,
     files: HashMap<u32, pb::FileEntry>,
     memfd_inodes: HashMap<u64, pb::MemfdInodeEntry>,
+    /// Deleted files: reg file id -> (remap id, remap type).
+    remaps: HashMap<u32, (u32, u32)>,
 }
+
+/// remap_type of a deleted file whose content CRIU copied into a ghost image.
+const GHOST: u32 = 1;
+/// Legacy encoding of GHOST: the top bit of remap_id.
+const REMAP_GHOST_BIT: u32 = 1 << 31;
 
 impl Checkpoint {
     /// Opens a checkpoint and reads its global images.
@@ -278,6 +288,20 @@ impl Checkpoint {
                 }
             }
         }
+        let mut remaps = HashMap::new();
+        if let Some(mut img) = images.read("remap-fpath.img", magic::REMAP_FPATH)? {
+            while let Some(r) = img.next_entry::<pb::RemapFilePathEntry>()? {
+                let (Some(orig), Some(mut id)) = (r.orig_id, r.remap_id) else {
+                    continue;
+                };
+                let mut kind = r.remap_type.unwrap_or(0);
+                if id & REMAP_GHOST_BIT != 0 {
+                    id &= !REMAP_GHOST_BIT;
+                    kind = GHOST;
+                }
+                remaps.insert(orig, (id, kind));
+            }
+        }
         Ok(Checkpoint {
             images,
             rootfs,
@@ -285,6 +309,7 @@ impl Checkpoint {
             img_version,
             files,
             memfd_inodes,
+            remaps,
         })
     }
 
@@ -523,18 +548,61 @@ impl Checkpoint {
         let reg = self.files.get(&id)?.reg.as_ref()?;
         let path = reg.name.clone().unwrap_or_default();
         let build_id: Vec<u8> = reg.build_id.iter().flat_map(|w| w.to_le_bytes()).collect();
-        let content = self.rootfs.open(&Expect {
-            path: &path,
-            size: reg.size,
-            build_id: &build_id,
-        });
+        let remap = reg.id.and_then(|i| self.remaps.get(&i)).copied();
+        let deleted = remap.is_some();
+        let content = match remap {
+            Some((remap_id, GHOST)) => self.ghost(remap_id),
+            Some((_, kind)) => Err(format!(
+                "deleted while mapped, and CRIU kept no copy ({} remap)",
+                if kind == 0 { "linked" } else { "procfs" }
+            )),
+            None => self.rootfs.open(&Expect {
+                path: &path,
+                size: reg.size,
+                build_id: &build_id,
+            }),
+        };
         Some(Arc::new(MappedFile {
             id,
+            deleted,
             path,
             size: reg.size,
             build_id,
             content,
         }))
+    }
+
+    /// The content of a deleted file from its ghost image: the raw rest of the
+    /// image, or chunks (offset, length, bytes) of a sparse file.
+    fn ghost(&self, remap_id: u32) -> std::result::Result<FileData, String> {
+        let load = || -> Result<FileData> {
+            let name = format!("ghost-file-{remap_id:x}.img");
+            let mut img = BlobImage::open(self.images.raw(&name)?, magic::GHOST_FILE)?;
+            let head: pb::GhostFileEntry = img
+                .next_entry()?
+                .ok_or_else(|| Error::image(img.blob().name(), "holds no ghost_file_entry"))?;
+            if head.chunks != Some(true) {
+                let rest = img.blob().len() - img.pos();
+                let blob = img.extra(rest)?;
+                return Ok(FileData::whole(blob));
+            }
+            let mut chunks: Vec<(u64, Blob)> = Vec::new();
+            while let Some(c) = img.next_entry::<pb::GhostChunkEntry>()? {
+                let (off, len) = (c.off.unwrap_or(0), c.len.unwrap_or(0));
+                if chunks.last().is_some_and(|(o, b)| off < o + b.len()) {
+                    return Err(Error::image(
+                        img.blob().name(),
+                        format!("chunk at {off} overlaps the previous one"),
+                    ));
+                }
+                chunks.push((off, img.extra(len)?));
+            }
+            let size = head
+                .size
+                .unwrap_or_else(|| chunks.last().map_or(0, |(o, b)| o + b.len()));
+            Ok(FileData { size, chunks })
+        };
+        load().map_err(|e| format!("deleted while mapped; its ghost image is unusable: {e}"))
     }
 
     fn shared_memory(

@@ -241,3 +241,57 @@ pub fn marked(tag: &str, i: u64, page: &mut [u8]) {
     let m = format!("{tag}-{i}\0");
     page[..m.len()].copy_from_slice(m.as_bytes());
 }
+
+/// Writes image `name` with `entries` into `dir`.
+pub fn put<M: Message>(dir: &Path, name: &str, type_magic: u32, entries: &[M]) {
+    std::fs::write(dir.join(name), image(type_magic, entries)).unwrap();
+}
+
+/// A VMA with explicit status, prot, shmid and pgoff.
+pub fn vma(start: u64, end: u64, status: u32, shmid: u64, pgoff: u64) -> pb::VmaEntry {
+    pb::VmaEntry {
+        status: Some(status),
+        shmid: Some(shmid),
+        pgoff: Some(pgoff),
+        ..anon_vma(start, end)
+    }
+}
+
+/// A files.img entry for a regular file.
+pub fn reg_file(id: u32, name: &str, size: u64) -> pb::FileEntry {
+    pb::FileEntry {
+        r#type: Some(1),
+        id: Some(id),
+        reg: Some(pb::RegFileEntry {
+            id: Some(id),
+            name: Some(name.into()),
+            size: Some(size),
+            ..Default::default()
+        }),
+        memfd: None,
+    }
+}
+
+/// Appends raw bytes to image `name` in `dir`.
+pub fn append(dir: &Path, name: &str, bytes: &[u8]) {
+    let mut f = std::fs::OpenOptions::new()
+        .append(true)
+        .open(dir.join(name))
+        .unwrap();
+    f.write_all(bytes).unwrap();
+}
+
+/// A size-prefixed entry, for images that interleave entries and raw bytes.
+pub fn entry<M: Message>(m: &M) -> Vec<u8> {
+    let b = m.encode_to_vec();
+    let mut out = (b.len() as u32).to_le_bytes().to_vec();
+    out.extend_from_slice(&b);
+    out
+}
+
+/// A page of `text` then zeros.
+pub fn page_with(text: &str) -> Vec<u8> {
+    let mut p = vec![0u8; PAGE as usize];
+    p[..text.len()].copy_from_slice(text.as_bytes());
+    p
+}
