@@ -99,7 +99,7 @@ fn main() {
         let ckpt = Checkpoint::open(&Input::Path(images.clone()), &OpenOptions::default()).unwrap();
         let process = ckpt.process(1).unwrap();
         let plan = Plan::new(&process, &CoreOptions::default()).unwrap();
-        let w = plan.write(&out, 1, true).unwrap();
+        let w = plan.write(&out, 1, true, &mut |_| {}).unwrap();
         assert_eq!(w.data_bytes, bytes);
         t.elapsed()
     });
@@ -151,7 +151,7 @@ fn main() {
                 },
             )
             .unwrap();
-            plan.write(&out, pid, true).unwrap();
+            plan.write(&out, pid, true, &mut |_| {}).unwrap();
         }
         t.elapsed()
     });

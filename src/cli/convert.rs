@@ -1,5 +1,6 @@
 //! `ck2core convert`: one core per process, a line per process on stderr.
 
+use std::io::IsTerminal;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
@@ -52,6 +53,7 @@ pub fn run(a: ConvertArgs) -> anyhow::Result<ExitCode> {
     })?;
     let (mut ok, mut failed) = (0, 0);
     let mut open_with = Vec::new();
+    let tty = std::io::stderr().is_terminal();
     for pid in pids {
         let process = match ckpt.process(pid) {
             Ok(p) => p,
@@ -71,8 +73,22 @@ pub fn run(a: ConvertArgs) -> anyhow::Result<ExitCode> {
         let opts = CoreOptions {
             only_verified_files: a.source.rootfs.is_some(),
         };
-        let result =
-            Plan::new(&process, &opts).and_then(|plan| plan.write(&a.output, pid, a.force));
+        let result = Plan::new(&process, &opts).and_then(|plan| {
+            let total = plan.content_bytes();
+            let mut shown = 0u64;
+            let mut progress = |done: u64| {
+                // Only for people watching, and only when it takes a while.
+                if tty && total >= 256 << 20 && (done - shown >= 64 << 20 || done == total) {
+                    shown = done;
+                    eprint!("\r  core.{pid}: {} of {}\x1b[K", human(done), human(total));
+                }
+            };
+            let w = plan.write(&a.output, pid, a.force, &mut progress);
+            if tty && shown > 0 {
+                eprint!("\r\x1b[K");
+            }
+            w
+        });
         match result {
             Ok(w) => {
                 ok += 1;
@@ -89,10 +105,16 @@ pub fn run(a: ConvertArgs) -> anyhow::Result<ExitCode> {
                 for (why, bytes) in &w.left_out.by_reason {
                     eprintln!("           left out {}: {why}", human(*bytes));
                 }
-                if !w.left_out.unlisted_files.is_empty() {
+                let unlisted = &w.left_out.unlisted_files;
+                if !unlisted.is_empty() {
+                    let shown: Vec<&str> = unlisted.iter().take(3).map(String::as_str).collect();
+                    let more = unlisted.len().saturating_sub(3);
                     eprintln!(
-                        "           not in NT_FILE (not found or not matching in --rootfs): {}",
-                        w.left_out.unlisted_files.join(", ")
+                        "           {} mapped file{} not in --rootfs (or different there), left out of NT_FILE: {}{}",
+                        unlisted.len(),
+                        if unlisted.len() == 1 { "" } else { "s" },
+                        shown.join(", "),
+                        if more > 0 { format!(" and {more} more") } else { String::new() }
                     );
                 }
             }

@@ -192,8 +192,25 @@ impl Plan {
         h
     }
 
-    /// Writes the core to `dir/core.<pid>` through a temporary file.
-    pub fn write(self, dir: &Path, pid: u32, force: bool) -> Result<Written> {
+    /// Bytes of content the core will hold (the rest are holes).
+    pub fn content_bytes(&self) -> u64 {
+        let bytes = |e: &Extent| matches!(e.source, Source::Bytes { .. }).then_some(e.len);
+        self.segments
+            .iter()
+            .flat_map(|s| &s.pieces)
+            .filter_map(bytes)
+            .sum()
+    }
+
+    /// Writes the core to `dir/core.<pid>` through a temporary file, calling
+    /// `progress(done)` with the content bytes written so far.
+    pub fn write(
+        self,
+        dir: &Path,
+        pid: u32,
+        force: bool,
+        progress: &mut dyn FnMut(u64),
+    ) -> Result<Written> {
         let path = dir.join(format!("core.{pid}"));
         if !force && std::fs::symlink_metadata(&path).is_ok() {
             return Err(Error::Usage(format!(
@@ -209,7 +226,7 @@ impl Plan {
             .open(&tmp)
             .map_err(|e| Error::io(&tmp, e))?;
         let guard = RemoveOnDrop(Some(tmp.clone()));
-        let data_bytes = self.write_to(&file).map_err(|e| match e {
+        let data_bytes = self.write_to(&file, progress).map_err(|e| match e {
             Error::Io { path: p, source } if p.as_os_str().is_empty() => Error::io(&tmp, source),
             e => e,
         })?;
@@ -226,7 +243,7 @@ impl Plan {
     }
 
     /// Writes the planned bytes into `file`; returns the bytes of content written.
-    pub fn write_to(&self, file: &File) -> Result<u64> {
+    pub fn write_to(&self, file: &File, progress: &mut dyn FnMut(u64)) -> Result<u64> {
         let io = |e| Error::io(PathBuf::new(), e);
         file.write_all_at(&self.headers(), 0).map_err(io)?;
         let mut buf = vec![0u8; 1 << 20];
@@ -241,6 +258,7 @@ impl Plan {
                         blob.read_exact_at(offset + done, &mut buf[..n])?;
                         file.write_all_at(&buf[..n], at + done).map_err(io)?;
                         done += n as u64;
+                        progress(written + done);
                     }
                     written += piece.len;
                 }

@@ -327,7 +327,9 @@ impl Pagemap {
                 offset,
             };
             if flags & pe::PRESENT != 0 {
-                offset += len;
+                offset = offset
+                    .checked_add(len)
+                    .ok_or_else(|| img.error("pages total overflows"))?;
             }
             if len > 0 {
                 runs.push(run);

@@ -513,6 +513,11 @@ impl Checkpoint {
                 }
             }
             let pgoff = v.pgoff.unwrap_or(0);
+            if pgoff % page_size != 0 || pgoff.checked_add(end - start).is_none() {
+                return Err(err(format!(
+                    "pgoff {pgoff:#x} is not page aligned or runs past 2^64"
+                )));
+            }
             let kind = vma_kind(st);
             let shmid = v.shmid.unwrap_or(0);
             let mut vma = Vma {
