@@ -12,5 +12,6 @@ pub mod error;
 pub mod images;
 pub mod model;
 pub mod rootfs;
+pub mod views;
 
 pub use error::{Error, Result};

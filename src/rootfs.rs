@@ -258,5 +258,29 @@ fn index_tar(blob: &Blob, out: &mut HashMap<String, Blob>) -> std::io::Result<()
     Ok(())
 }
 
+/// Calls `f(path, kind, size)` for every entry of an uncompressed tar in `blob`
+/// (gzip-compressed diffs, as containerd writes them, are not listed).
+pub fn walk_tar(blob: &Blob, f: &mut dyn FnMut(&str, &str, u64)) {
+    let mut tar = tar::Archive::new(BlobReader { blob, pos: 0 });
+    let Ok(entries) = tar.entries_with_seek() else {
+        return;
+    };
+    for entry in entries {
+        let Ok(entry) = entry else { return };
+        let Ok(path) = entry.path() else { continue };
+        let Some(name) = crate::archive::normalize_name(&path.to_string_lossy()) else {
+            continue;
+        };
+        let kind = match entry.header().entry_type() {
+            tar::EntryType::Regular | tar::EntryType::Continuous => "file",
+            tar::EntryType::Directory => "dir",
+            tar::EntryType::Symlink => "symlink",
+            tar::EntryType::Link => "link",
+            _ => "other",
+        };
+        f(&name, kind, entry.size());
+    }
+}
+
 /// Shared handle type for opened container files.
 pub type SharedRoot = Arc<RootFs>;

@@ -3,6 +3,7 @@
 //! from `core_entry.mtype`, never from the machine running ck2core.
 
 pub mod x86_64;
+mod x86_64_syscalls;
 
 use crate::error::{Error, Result};
 use crate::images::pb;
@@ -100,6 +101,33 @@ impl Registers {
     pub fn syscall(&self) -> Option<u64> {
         match self {
             Registers::X86_64(r) => r.syscall(),
+        }
+    }
+
+    /// The name of system call `nr` on this architecture.
+    pub fn syscall_name(&self, nr: u64) -> Option<&'static str> {
+        match self {
+            Registers::X86_64(_) => x86_64_syscalls::name(nr),
+        }
+    }
+
+    /// Whether CRIU stored the registers rewound for restarting the system call:
+    /// the result register holds the call number again (or -EINTR), and the pc
+    /// points at the system call instruction.
+    pub fn rewound_for_restart(&self) -> bool {
+        match self {
+            Registers::X86_64(r) => {
+                let (ax, orig) = (r.gp[10], r.gp[15]);
+                (orig as i64) >= 0 && (ax == orig || ax as i64 == -4)
+            }
+        }
+    }
+
+    /// Every register, grouped as gdb groups them: (group, [(name, value)]),
+    /// values as hex strings (vector registers as one wide number).
+    pub fn groups(&self) -> Vec<(&'static str, Vec<(String, String)>)> {
+        match self {
+            Registers::X86_64(r) => r.groups(),
         }
     }
 }

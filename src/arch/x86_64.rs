@@ -133,6 +133,73 @@ impl Regs {
     }
 }
 
+impl Regs {
+    /// Registers grouped as gdb shows them (`info registers`, then the float and
+    /// vector groups), values as hex strings.
+    pub fn groups(&self) -> Vec<(&'static str, Vec<(String, String)>)> {
+        let hex = |v: u64| format!("{v:#x}");
+        let general: Vec<(String, String)> = [
+            "rax", "rbx", "rcx", "rdx", "rsi", "rdi", "rbp", "rsp", "r8", "r9", "r10", "r11",
+            "r12", "r13", "r14", "r15", "rip", "eflags", "cs", "ss", "ds", "es", "fs", "gs",
+            "fs_base", "gs_base", "orig_rax",
+        ]
+        .iter()
+        .map(|n| (n.to_string(), hex(self.get(n).unwrap_or(0))))
+        .collect();
+        let mut out = vec![("general", general)];
+        let Some(fpu) = &self.fpu else { return out };
+        let fx = &fpu.fxsave;
+        let u16at = |o: usize| u16::from_le_bytes([fx[o], fx[o + 1]]) as u64;
+        let u32at = |o: usize| u32::from_le_bytes(fx[o..o + 4].try_into().unwrap()) as u64;
+        let u64at = |o: usize| u64::from_le_bytes(fx[o..o + 8].try_into().unwrap());
+        let wide = |bytes: &[u8]| -> String {
+            let digits: String = bytes.iter().rev().map(|b| format!("{b:02x}")).collect();
+            let trimmed = digits.trim_start_matches('0');
+            format!("0x{}", if trimmed.is_empty() { "0" } else { trimmed })
+        };
+        let mut float: Vec<(String, String)> = (0..8)
+            .map(|i| (format!("st{i}"), wide(&fx[32 + 16 * i..42 + 16 * i])))
+            .collect();
+        float.extend([
+            ("fctrl".to_string(), hex(u16at(0))),
+            ("fstat".to_string(), hex(u16at(2))),
+            ("ftag".to_string(), hex(u16at(4))),
+            ("fop".to_string(), hex(u16at(6))),
+            ("fioff".to_string(), hex(u64at(8))),
+            ("fooff".to_string(), hex(u64at(16))),
+        ]);
+        out.push(("float", float));
+        let comp = |bit: u64| {
+            fpu.xsave
+                .as_ref()
+                .and_then(|x| x.components.iter().find(|((b, _, _), _)| *b == bit))
+        };
+        let ymmh = comp(YMM.0);
+        let mut vector: Vec<(String, String)> = Vec::new();
+        for i in 0..16 {
+            let lo = &fx[160 + 16 * i..176 + 16 * i];
+            match ymmh {
+                Some((_, hi)) => {
+                    let v = [lo, &hi[16 * i..16 * i + 16]].concat();
+                    vector.push((format!("ymm{i}"), wide(&v)));
+                }
+                None => vector.push((format!("xmm{i}"), wide(lo))),
+            }
+        }
+        vector.push(("mxcsr".to_string(), hex(u32at(24))));
+        if let Some((_, k)) = comp(OPMASK.0) {
+            for i in 0..8 {
+                vector.push((format!("k{i}"), wide(&k[8 * i..8 * i + 8])));
+            }
+        }
+        if let Some((_, p)) = comp(PKRU.0) {
+            vector.push(("pkru".to_string(), wide(&p[..4])));
+        }
+        out.push(("vector", vector));
+        out
+    }
+}
+
 /// gdb's X86_XSTATE_SIZE(xcr0): the size gdb expects for a given feature set.
 fn xstate_size(xcr0: u64) -> usize {
     if xcr0 & PKRU.0 != 0 {

@@ -1,6 +1,14 @@
 //! Subcommands: flags and rendering only; everything else is in the library.
 
 mod convert;
+mod env;
+mod info;
+mod maps;
+mod ps;
+mod read;
+mod search;
+mod threads;
+mod tree;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -8,7 +16,7 @@ use std::process::ExitCode;
 use clap::{Args, Parser, Subcommand};
 
 use ck2core::archive::{Input, Limits};
-use ck2core::model::OpenOptions;
+use ck2core::model::{Checkpoint, OpenOptions, Process};
 
 /// Exit status when nothing useful could be done.
 pub const EXIT_FAILURE: u8 = 1;
@@ -16,7 +24,9 @@ pub const EXIT_FAILURE: u8 = 1;
 pub const EXIT_PARTIAL: u8 = 3;
 
 /// Names of the subcommands, for the implicit `convert`.
-pub const COMMANDS: &[&str] = &["convert"];
+pub const COMMANDS: &[&str] = &[
+    "convert", "info", "ps", "threads", "maps", "env", "search", "read",
+];
 
 /// Turn CRIU container checkpoints into ELF core files, and look inside them.
 #[derive(Parser)]
@@ -30,6 +40,20 @@ pub struct Cli {
 enum Command {
     /// Write one ELF core per process (the default command).
     Convert(convert::ConvertArgs),
+    /// The container and the checkpoint: engine, image, network, sizes, CRIU statistics.
+    Info(info::InfoArgs),
+    /// The process tree.
+    Ps(ps::PsArgs),
+    /// Every thread: name, system call, signals; with --regs all registers.
+    Threads(threads::ThreadsArgs),
+    /// Memory mappings, and where each one's pages come from.
+    Maps(maps::MapsArgs),
+    /// Arguments and environment, read from process memory.
+    Env(env::EnvArgs),
+    /// Find bytes or a regular expression in process memory.
+    Search(search::SearchArgs),
+    /// Dump process memory as hex (or raw bytes).
+    Read(read::ReadArgs),
 }
 
 /// How to open the checkpoint; shared by every command.
@@ -60,13 +84,51 @@ impl Source {
             },
         }
     }
+
+    /// Opens the checkpoint.
+    fn open(&self) -> anyhow::Result<Checkpoint> {
+        Ok(Checkpoint::open(&self.input(), &self.options())?)
+    }
+}
+
+/// The processes a command is about: those named with --pid, or all of them.
+fn selected(ck: &Checkpoint, pids: &[u32]) -> anyhow::Result<Vec<Process>> {
+    for p in pids {
+        if !ck.tree.iter().any(|t| t.pid == *p) {
+            let all: Vec<String> = ck.tree.iter().map(|t| t.pid.to_string()).collect();
+            anyhow::bail!(
+                "no process {p} in the checkpoint (pids: {})",
+                all.join(", ")
+            );
+        }
+    }
+    let want: Vec<u32> = if pids.is_empty() {
+        ck.tree.iter().map(|t| t.pid).collect()
+    } else {
+        pids.to_vec()
+    };
+    want.into_iter().map(|p| Ok(ck.process(p)?)).collect()
+}
+
+/// Prints `value` as pretty JSON on stdout.
+fn print_json(value: &impl serde::Serialize) -> anyhow::Result<()> {
+    println!("{}", serde_json::to_string_pretty(value)?);
+    Ok(())
 }
 
 /// Runs the parsed command.
 pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     match cli.command {
-        Command::Convert(a) => convert::run(a),
+        Command::Convert(a) => return convert::run(a),
+        Command::Info(a) => info::run(a)?,
+        Command::Ps(a) => ps::run(a)?,
+        Command::Threads(a) => threads::run(a)?,
+        Command::Maps(a) => maps::run(a)?,
+        Command::Env(a) => env::run(a)?,
+        Command::Search(a) => search::run(a)?,
+        Command::Read(a) => read::run(a)?,
     }
+    Ok(ExitCode::SUCCESS)
 }
 
 /// Bytes as a short human string (KiB, MiB, GiB).
@@ -83,4 +145,40 @@ pub fn human(bytes: u64) -> String {
     } else {
         format!("{v:.1} {}", UNITS[u])
     }
+}
+
+/// Parses an address or length: `0x` hex or decimal.
+pub fn parse_u64(s: &str) -> Result<u64, String> {
+    let r = match s.strip_prefix("0x").or_else(|| s.strip_prefix("0X")) {
+        Some(h) => u64::from_str_radix(h, 16),
+        None => s.parse(),
+    };
+    r.map_err(|_| format!("{s:?} is not a number (use 0x for hex)"))
+}
+
+/// One hexdump row: address, 16 hex bytes (`??` where `known` is false), text.
+pub fn hexdump_row(addr: u64, bytes: &[u8], known: &dyn Fn(usize) -> bool) -> String {
+    let mut hex = String::new();
+    let mut text = String::new();
+    for i in 0..16 {
+        if i == 8 {
+            hex.push(' ');
+        }
+        match bytes.get(i) {
+            Some(b) if known(i) => {
+                hex += &format!("{b:02x} ");
+                text.push(if b.is_ascii_graphic() || *b == b' ' {
+                    *b as char
+                } else {
+                    '.'
+                });
+            }
+            Some(_) => {
+                hex += "?? ";
+                text.push('?');
+            }
+            None => hex += "   ",
+        }
+    }
+    format!("{addr:016x}  {hex} |{text}|")
 }

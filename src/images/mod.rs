@@ -274,6 +274,11 @@ impl ImageDir {
         Ok(ImageDir { archive, prefix })
     }
 
+    /// The directory prefix of the images in the archive.
+    pub fn prefix(&self) -> &str {
+        &self.prefix
+    }
+
     /// The archive the images are in.
     pub fn archive(&self) -> &Arc<Archive> {
         &self.archive

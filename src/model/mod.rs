@@ -5,6 +5,7 @@
 //! is loaded on demand by [`Checkpoint::process`], so one broken process is one error
 //! and never stops the others.
 
+pub mod container;
 pub mod memory;
 
 use std::collections::HashMap;
@@ -311,6 +312,11 @@ impl Checkpoint {
             memfd_inodes,
             remaps,
         })
+    }
+
+    /// Where in the archive the CRIU images are (`""` or `"checkpoint/"`).
+    pub fn images_prefix(&self) -> &str {
+        self.images.prefix()
     }
 
     /// The archive.

@@ -1,0 +1,58 @@
+//! `ck2core env`: argv and environment, read from process memory.
+
+use clap::Args;
+use serde::Serialize;
+
+use super::{print_json, selected, Source};
+use ck2core::views::memory::{self, Environment};
+
+#[derive(Args)]
+pub struct EnvArgs {
+    #[command(flatten)]
+    source: Source,
+    /// Only this process (repeatable; default all).
+    #[arg(long = "pid", value_name = "PID")]
+    pids: Vec<u32>,
+    /// Print JSON (docs/json.md).
+    #[arg(long)]
+    json: bool,
+}
+
+#[derive(Serialize)]
+struct Out {
+    processes: Vec<Environment>,
+}
+
+pub fn run(a: EnvArgs) -> anyhow::Result<()> {
+    let ck = a.source.open()?;
+    let procs = selected(&ck, &a.pids)?;
+    let out = Out {
+        processes: procs.iter().map(memory::environment).collect(),
+    };
+    if a.json {
+        return print_json(&out);
+    }
+    for e in &out.processes {
+        println!("process {}", e.pid);
+        match &e.argv {
+            Some(a) => println!(
+                "  argv: {}",
+                a.iter()
+                    .map(|s| format!("{s:?}"))
+                    .collect::<Vec<_>>()
+                    .join(" ")
+            ),
+            None => println!("  argv: (not readable from the checkpoint)"),
+        }
+        match &e.environ {
+            Some(env) => {
+                println!("  environment:");
+                for v in env {
+                    println!("    {v}");
+                }
+            }
+            None => println!("  environment: (not readable from the checkpoint)"),
+        }
+    }
+    Ok(())
+}

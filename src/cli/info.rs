@@ -1,0 +1,124 @@
+//! `ck2core info`: the container and the checkpoint.
+
+use clap::Args;
+
+use super::tree::Node;
+use super::{human, print_json, Source};
+use ck2core::views;
+
+#[derive(Args)]
+pub struct InfoArgs {
+    #[command(flatten)]
+    source: Source,
+    /// Print JSON (docs/json.md).
+    #[arg(long)]
+    json: bool,
+}
+
+pub fn run(a: InfoArgs) -> anyhow::Result<()> {
+    let ck = a.source.open()?;
+    let info = views::info(&ck);
+    if a.json {
+        return print_json(&info);
+    }
+    let c = info.container.as_ref();
+    let title = c
+        .and_then(|c| c.name.clone())
+        .unwrap_or_else(|| info.checkpoint.clone());
+    let mut root = Node::new(title);
+    if let Some(c) = c {
+        let mut field = |k: &str, v: &Option<String>| {
+            if let Some(v) = v {
+                root.leaf(format!("{k}: {v}"));
+            }
+        };
+        field("Engine", &c.engine);
+        field("Image", &c.image);
+        field("Image ID", &c.image_id);
+        field("ID", &c.id);
+        field("Runtime", &c.runtime);
+        field("Created", &c.created);
+        field("Checkpointed", &c.checkpointed);
+        field("Pod", &c.pod);
+        field("Namespace", &c.namespace);
+        field("Hostname", &c.hostname);
+        if !c.command.is_empty() {
+            root.leaf(format!("Command: {}", c.command.join(" ")));
+        }
+        if !c.networks.is_empty() {
+            let n = root.leaf("Network");
+            for net in &c.networks {
+                let name = match (&net.interface, &net.network) {
+                    (Some(i), Some(n)) => format!("{i} ({n})"),
+                    (Some(i), None) => i.clone(),
+                    (None, Some(n)) => n.clone(),
+                    (None, None) => "interface".into(),
+                };
+                let iface = n.leaf(name);
+                for (k, v) in [
+                    ("IP", &net.ip),
+                    ("MAC", &net.mac),
+                    ("Gateway", &net.gateway),
+                ] {
+                    if let Some(v) = v {
+                        iface.leaf(format!("{k}: {v}"));
+                    }
+                }
+            }
+        }
+    }
+    let size = root.leaf(format!("Checkpoint size: {}", human(info.checkpoint_size)));
+    size.leaf(format!(
+        "Memory pages size: {}",
+        human(info.memory_pages_size)
+    ));
+    if let Some(d) = info.rootfs_diff_size {
+        let diff = root.leaf(format!("Root FS diff size: {}", human(d)));
+        if let Some(c) = c {
+            for e in c.rootfs_diff.iter().filter(|e| e.kind != "dir") {
+                diff.leaf(format!("{} ({}, {})", e.path, e.kind, human(e.size)));
+            }
+            for d in &c.deleted_files {
+                diff.leaf(format!("{d} (deleted)"));
+            }
+        }
+    }
+    let images = root.leaf(format!(
+        "CRIU images: {} process{}, {} thread{}{}{}",
+        info.processes,
+        if info.processes == 1 { "" } else { "es" },
+        info.threads,
+        if info.threads == 1 { "" } else { "s" },
+        info.arch.map(|a| format!(", {a}")).unwrap_or_default(),
+        info.criu_image_version
+            .map(|v| format!(", image format {v}"))
+            .unwrap_or_default(),
+    ));
+    let _ = images;
+    if let Some(s) = &info.dump_stats {
+        let st = root.leaf("CRIU dump statistics");
+        st.leaf(format!("Freezing time: {} us", s.freezing_time));
+        st.leaf(format!("Frozen time: {} us", s.frozen_time));
+        st.leaf(format!("Memory dump time: {} us", s.memdump_time));
+        st.leaf(format!("Memory write time: {} us", s.memwrite_time));
+        st.leaf(format!("Pages scanned: {}", s.pages_scanned));
+        if s.pages_skipped_parent > 0 {
+            st.leaf(format!(
+                "Pages skipped (in parent): {}",
+                s.pages_skipped_parent
+            ));
+        }
+        st.leaf(format!("Pages written: {}", s.pages_written));
+    }
+    if let Some(c) = c.filter(|c| !c.mounts.is_empty()) {
+        let m = root.leaf("Mounts");
+        for mount in &c.mounts {
+            m.leaf(format!(
+                "{}  {}  {}",
+                mount.destination, mount.kind, mount.source
+            ));
+        }
+    }
+    print!("{}", root.render());
+    Ok(())
+}

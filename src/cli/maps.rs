@@ -1,0 +1,89 @@
+//! `ck2core maps`: mappings like /proc/PID/maps, with where their pages come from.
+
+use clap::Args;
+use serde::Serialize;
+
+use super::{print_json, selected, Source};
+use ck2core::views::memory::{self, MapRow, PageCounts};
+
+#[derive(Args)]
+pub struct MapsArgs {
+    #[command(flatten)]
+    source: Source,
+    /// Only this process (repeatable; default all).
+    #[arg(long = "pid", value_name = "PID")]
+    pids: Vec<u32>,
+    /// Print JSON (docs/json.md).
+    #[arg(long)]
+    json: bool,
+}
+
+#[derive(Serialize)]
+struct ProcessMaps {
+    pid: u32,
+    maps: Vec<MapRow>,
+}
+
+#[derive(Serialize)]
+struct Out {
+    processes: Vec<ProcessMaps>,
+}
+
+fn sources(c: &PageCounts) -> String {
+    let parts: Vec<String> = [
+        ("saved", c.pages),
+        ("parent", c.parent),
+        ("shmem", c.shmem),
+        ("rootfs", c.rootfs),
+        ("zero", c.zero),
+        ("absent", c.absent),
+    ]
+    .iter()
+    .filter(|(_, n)| *n > 0)
+    .map(|(k, n)| format!("{k} {n}"))
+    .collect();
+    parts.join(", ")
+}
+
+pub fn run(a: MapsArgs) -> anyhow::Result<()> {
+    let ck = a.source.open()?;
+    let procs = selected(&ck, &a.pids)?;
+    let out = Out {
+        processes: procs
+            .iter()
+            .map(|p| ProcessMaps {
+                pid: p.pid(),
+                maps: memory::maps(p),
+            })
+            .collect(),
+    };
+    if a.json {
+        return print_json(&out);
+    }
+    for (p, pm) in procs.iter().zip(&out.processes) {
+        println!("process {} ({})", p.pid(), p.comm);
+        for m in &pm.maps {
+            println!(
+                "{:012x}-{:012x} {} {:08x} {:<11} {:>8} pages: {}",
+                m.start.0,
+                m.end.0,
+                m.perms,
+                m.offset.0,
+                serde_json::to_value(m.kind)?.as_str().unwrap_or(""),
+                m.pages.total,
+                sources(&m.pages)
+            );
+            if !m.name.is_empty() {
+                println!(
+                    "    {}{}",
+                    m.name,
+                    m.build_id
+                        .as_ref()
+                        .map(|b| format!("  build-id {b}"))
+                        .unwrap_or_default()
+                );
+            }
+        }
+    }
+    Ok(())
+}

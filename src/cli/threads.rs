@@ -1,0 +1,102 @@
+//! `ck2core threads`: every thread, what it was doing, and its registers.
+
+use clap::Args;
+use serde::Serialize;
+
+use super::{print_json, selected, Source};
+use ck2core::views::{self, ThreadRow};
+
+#[derive(Args)]
+pub struct ThreadsArgs {
+    #[command(flatten)]
+    source: Source,
+    /// Only this process (repeatable).
+    #[arg(long = "pid", value_name = "PID")]
+    pids: Vec<u32>,
+    /// Print every register, grouped as gdb groups them.
+    #[arg(long)]
+    regs: bool,
+    /// Print JSON (docs/json.md).
+    #[arg(long)]
+    json: bool,
+}
+
+#[derive(Serialize)]
+struct Out {
+    threads: Vec<ThreadRow>,
+}
+
+pub fn run(a: ThreadsArgs) -> anyhow::Result<()> {
+    let ck = a.source.open()?;
+    let procs = selected(&ck, &a.pids)?;
+    let rows: Vec<ThreadRow> = procs
+        .iter()
+        .flat_map(|p| views::threads(p, a.regs))
+        .collect();
+    if a.json {
+        return print_json(&Out { threads: rows });
+    }
+    let mut any_rewound = false;
+    for p in &procs {
+        println!("process {} ({}), {}", p.pid(), p.comm, p.state.name());
+        println!(
+            "  {:>7}  {:<16} {:<18} {:<22} SIGNALS",
+            "TID", "NAME", "PC", "SYSCALL"
+        );
+        for t in rows.iter().filter(|t| t.pid == p.pid()) {
+            let sys = match &t.syscall {
+                Some(s) => {
+                    any_rewound |= s.rewound_for_restart;
+                    format!(
+                        "{}{}",
+                        s.name
+                            .map(str::to_string)
+                            .unwrap_or_else(|| format!("#{}", s.number)),
+                        if s.rewound_for_restart {
+                            " (restart)"
+                        } else {
+                            ""
+                        }
+                    )
+                }
+                None => "-".into(),
+            };
+            let mut sig = Vec::new();
+            if !t.blocked.is_empty() {
+                sig.push(format!("blocked {}", t.blocked.join(",")));
+            }
+            if !t.pending.is_empty() {
+                sig.push(format!("pending {}", t.pending.join(",")));
+            }
+            println!(
+                "  {:>7}  {:<16} {:<18} {:<22} {}",
+                t.tid,
+                t.name,
+                t.pc.to_string(),
+                sys,
+                if sig.is_empty() {
+                    "-".into()
+                } else {
+                    sig.join("; ")
+                }
+            );
+            if let Some(groups) = &t.registers {
+                for (g, regs) in &groups.0 {
+                    println!("    {g}:");
+                    for (n, v) in regs {
+                        println!("      {n:<10} {v}");
+                    }
+                }
+            }
+        }
+    }
+    if any_rewound {
+        println!();
+        println!(
+            "(restart): the thread was blocked in this system call; CRIU stored its registers"
+        );
+        println!("rewound so that the call restarts on restore: the pc points at the syscall");
+        println!("instruction and the result register holds the call number (or -EINTR).");
+    }
+    Ok(())
+}

@@ -1,0 +1,310 @@
+//! Views of the model for people and pipelines: what the inspection commands print,
+//! as serialisable structures. The JSON schema of every command is these structures
+//! (docs/json.md); the text rendering lives in the CLI.
+
+pub mod memory;
+
+use serde::{Serialize, Serializer};
+
+use crate::arch::Registers;
+use crate::model::container::{dump_stats, Container, DumpStats};
+use crate::model::{Checkpoint, Process, TaskState};
+
+/// An address or other machine word, serialised as a `0x` hex string.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub struct Hex(pub u64);
+
+impl Serialize for Hex {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&format!("{:#x}", self.0))
+    }
+}
+
+impl std::fmt::Display for Hex {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{:#x}", self.0)
+    }
+}
+
+const SIGNALS: [&str; 31] = [
+    "SIGHUP",
+    "SIGINT",
+    "SIGQUIT",
+    "SIGILL",
+    "SIGTRAP",
+    "SIGABRT",
+    "SIGBUS",
+    "SIGFPE",
+    "SIGKILL",
+    "SIGUSR1",
+    "SIGSEGV",
+    "SIGUSR2",
+    "SIGPIPE",
+    "SIGALRM",
+    "SIGTERM",
+    "SIGSTKFLT",
+    "SIGCHLD",
+    "SIGCONT",
+    "SIGSTOP",
+    "SIGTSTP",
+    "SIGTTIN",
+    "SIGTTOU",
+    "SIGURG",
+    "SIGXCPU",
+    "SIGXFSZ",
+    "SIGVTALRM",
+    "SIGPROF",
+    "SIGWINCH",
+    "SIGIO",
+    "SIGPWR",
+    "SIGSYS",
+];
+
+/// Names of the signals in a mask (bit n-1 = signal n); real-time ones as SIGRTMIN+k.
+pub fn signal_names(mask: u64) -> Vec<String> {
+    (0..64)
+        .filter(|b| mask & (1 << b) != 0)
+        .map(|b| match SIGNALS.get(b) {
+            Some(n) => n.to_string(),
+            None => format!("SIGRTMIN+{}", b + 1 - 34),
+        })
+        .collect()
+}
+
+/// Container and checkpoint summary (`ck2core info`).
+#[derive(Debug, Serialize)]
+pub struct Info {
+    /// The input as named.
+    pub checkpoint: String,
+    /// tar, tar.gz, tar.zst or directory.
+    pub format: &'static str,
+    /// CRIU image format version.
+    pub criu_image_version: Option<u32>,
+    /// Number of processes.
+    pub processes: usize,
+    /// Number of threads.
+    pub threads: usize,
+    /// Architecture of the first process whose images say.
+    pub arch: Option<&'static str>,
+    /// Total size of the CRIU images.
+    pub checkpoint_size: u64,
+    /// Size of the memory pages files.
+    pub memory_pages_size: u64,
+    /// Size of rootfs-diff.tar, if any.
+    pub rootfs_diff_size: Option<u64>,
+    /// CRIU dump statistics.
+    pub dump_stats: Option<DumpStats>,
+    /// Container metadata, if the archive has any.
+    pub container: Option<Container>,
+}
+
+/// Builds [`Info`].
+pub fn info(ck: &Checkpoint) -> Info {
+    let archive = ck.archive();
+    let prefix = ck.images_prefix();
+    let images: Vec<_> = archive
+        .members()
+        .filter(|m| m.name.starts_with(prefix))
+        .collect();
+    let checkpoint_size = images.iter().map(|m| m.size).sum();
+    let memory_pages_size = images
+        .iter()
+        .filter(|m| {
+            let n = &m.name[prefix.len()..];
+            n.starts_with("pages-") && n.ends_with(".img")
+        })
+        .map(|m| m.size)
+        .sum();
+    let arch = ck
+        .tree
+        .iter()
+        .find_map(|t| ck.process(t.pid).ok().map(|p| p.arch.name()));
+    Info {
+        checkpoint: archive.label().to_string(),
+        format: archive.format().name(),
+        criu_image_version: ck.img_version,
+        processes: ck.tree.len(),
+        threads: ck.tree.iter().map(|t| t.threads.len()).sum(),
+        arch,
+        checkpoint_size,
+        memory_pages_size,
+        rootfs_diff_size: archive.member("rootfs-diff.tar").map(|m| m.size),
+        dump_stats: dump_stats(archive, prefix),
+        container: Container::read(archive),
+    }
+}
+
+/// One process (`ck2core ps`).
+#[derive(Debug, Serialize)]
+pub struct ProcessRow {
+    /// Pid.
+    pub pid: u32,
+    /// Parent pid.
+    pub ppid: u32,
+    /// Process group.
+    pub pgid: u32,
+    /// Session.
+    pub sid: u32,
+    /// alive, stopped or zombie.
+    pub state: Option<&'static str>,
+    /// Number of threads.
+    pub threads: usize,
+    /// Command name.
+    pub comm: Option<String>,
+    /// Full command line, read from the process's memory.
+    pub cmdline: Option<Vec<String>>,
+    /// Real user id.
+    pub uid: Option<u32>,
+    /// Real group id.
+    pub gid: Option<u32>,
+    /// Why the process could not be read, if it could not.
+    pub error: Option<String>,
+}
+
+/// Builds one [`ProcessRow`] per process of the tree.
+pub fn processes(ck: &Checkpoint) -> Vec<ProcessRow> {
+    ck.tree
+        .iter()
+        .map(|t| {
+            let mut row = ProcessRow {
+                pid: t.pid,
+                ppid: t.ppid,
+                pgid: t.pgid,
+                sid: t.sid,
+                state: None,
+                threads: t.threads.len(),
+                comm: None,
+                cmdline: None,
+                uid: None,
+                gid: None,
+                error: None,
+            };
+            match ck.process(t.pid) {
+                Ok(p) => {
+                    let c = p.creds();
+                    row.state = Some(p.state.name());
+                    row.cmdline = p.args();
+                    row.comm = Some(p.comm);
+                    row.uid = Some(c.uid[0]);
+                    row.gid = Some(c.gid[0]);
+                }
+                Err(e) => row.error = Some(e.to_string()),
+            }
+            row
+        })
+        .collect()
+}
+
+/// The system call a thread was blocked in.
+#[derive(Debug, Serialize)]
+pub struct Syscall {
+    /// Number.
+    pub number: u64,
+    /// Name, if known.
+    pub name: Option<&'static str>,
+    /// CRIU stored the registers rewound so the call restarts on restore.
+    pub rewound_for_restart: bool,
+}
+
+/// Registers as groups of name -> value (serialised as nested objects, in order).
+#[derive(Debug)]
+pub struct RegisterGroups(pub Vec<(&'static str, Vec<(String, String)>)>);
+
+impl Serialize for RegisterGroups {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeMap;
+        struct Group<'a>(&'a [(String, String)]);
+        impl Serialize for Group<'_> {
+            fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+                let mut m = s.serialize_map(Some(self.0.len()))?;
+                for (k, v) in self.0 {
+                    m.serialize_entry(k, v)?;
+                }
+                m.end()
+            }
+        }
+        let mut m = s.serialize_map(Some(self.0.len()))?;
+        for (g, regs) in &self.0 {
+            m.serialize_entry(g, &Group(regs))?;
+        }
+        m.end()
+    }
+}
+
+/// One thread (`ck2core threads`).
+#[derive(Debug, Serialize)]
+pub struct ThreadRow {
+    /// Process id.
+    pub pid: u32,
+    /// Thread id.
+    pub tid: u32,
+    /// Thread name.
+    pub name: String,
+    /// The process's state.
+    pub state: &'static str,
+    /// Program counter.
+    pub pc: Hex,
+    /// Stack pointer.
+    pub sp: Hex,
+    /// The system call it was in, if any.
+    pub syscall: Option<Syscall>,
+    /// Blocked signals.
+    pub blocked: Vec<String>,
+    /// Pending signals.
+    pub pending: Vec<String>,
+    /// Scheduling policy name.
+    pub policy: &'static str,
+    /// Nice value.
+    pub nice: i32,
+    /// Real-time priority.
+    pub priority: u32,
+    /// All registers (with `--regs`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub registers: Option<RegisterGroups>,
+}
+
+fn policy_name(p: u32) -> &'static str {
+    match p {
+        0 => "other",
+        1 => "fifo",
+        2 => "rr",
+        3 => "batch",
+        5 => "idle",
+        6 => "deadline",
+        _ => "unknown",
+    }
+}
+
+/// Builds a [`ThreadRow`] for every thread of `p`.
+pub fn threads(p: &Process, with_regs: bool) -> Vec<ThreadRow> {
+    p.threads
+        .iter()
+        .map(|t| {
+            let regs: &Registers = &t.regs;
+            ThreadRow {
+                pid: p.pid(),
+                tid: t.tid,
+                name: t.name.clone(),
+                state: p.state.name(),
+                pc: Hex(regs.pc()),
+                sp: Hex(regs.sp()),
+                syscall: regs.syscall().map(|n| Syscall {
+                    number: n,
+                    name: regs.syscall_name(n),
+                    rewound_for_restart: regs.rewound_for_restart(),
+                }),
+                blocked: signal_names(t.blocked),
+                pending: signal_names(t.pending),
+                policy: policy_name(t.sched.0),
+                nice: t.nice,
+                priority: t.sched.1,
+                registers: with_regs.then(|| RegisterGroups(regs.groups())),
+            }
+        })
+        .collect()
+}
+
+/// Whether a process can be shown at all (zombies have no memory).
+pub fn has_memory(p: &Process) -> bool {
+    p.state != TaskState::Zombie && p.memory.is_some()
+}
