@@ -33,25 +33,25 @@ pub fn run(a: EnvArgs) -> anyhow::Result<()> {
         return print_json(&out);
     }
     for e in &out.processes {
-        println!("process {}", e.pid);
+        outln!("process {}", e.pid);
         match &e.argv {
-            Some(a) => println!(
+            Some(a) => outln!(
                 "  argv: {}",
                 a.iter()
                     .map(|s| format!("{s:?}"))
                     .collect::<Vec<_>>()
                     .join(" ")
             ),
-            None => println!("  argv: (not readable from the checkpoint)"),
+            None => outln!("  argv: (not readable from the checkpoint)"),
         }
         match &e.environ {
             Some(env) => {
-                println!("  environment:");
+                outln!("  environment:");
                 for v in env {
-                    println!("    {v}");
+                    outln!("    {v}");
                 }
             }
-            None => println!("  environment: (not readable from the checkpoint)"),
+            None => outln!("  environment: (not readable from the checkpoint)"),
         }
     }
     Ok(())

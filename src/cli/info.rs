@@ -119,6 +119,6 @@ pub fn run(a: InfoArgs) -> anyhow::Result<()> {
             ));
         }
     }
-    print!("{}", root.render());
+    out!("{}", root.render());
     Ok(())
 }

@@ -61,9 +61,9 @@ pub fn run(a: MapsArgs) -> anyhow::Result<()> {
         return print_json(&out);
     }
     for (p, pm) in procs.iter().zip(&out.processes) {
-        println!("process {} ({})", p.pid(), p.comm);
+        outln!("process {} ({})", p.pid(), p.comm);
         for m in &pm.maps {
-            println!(
+            outln!(
                 "{:012x}-{:012x} {} {:08x} {:<11} {:>8} pages: {}",
                 m.start.0,
                 m.end.0,
@@ -74,7 +74,7 @@ pub fn run(a: MapsArgs) -> anyhow::Result<()> {
                 sources(&m.pages)
             );
             if !m.name.is_empty() {
-                println!(
+                outln!(
                     "    {}{}",
                     m.name,
                     m.build_id

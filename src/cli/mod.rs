@@ -1,5 +1,17 @@
 //! Subcommands: flags and rendering only; everything else is in the library.
 
+/// `println!` for command output: a closed pipe (`ck2core ps | head`) ends the
+/// program quietly instead of panicking.
+macro_rules! outln {
+    () => { $crate::cli::emit(format_args!(""), true) };
+    ($($t:tt)*) => { $crate::cli::emit(format_args!($($t)*), true) };
+}
+
+/// `print!` counterpart of [`outln!`].
+macro_rules! out {
+    ($($t:tt)*) => { $crate::cli::emit(format_args!($($t)*), false) };
+}
+
 mod convert;
 mod env;
 mod info;
@@ -112,8 +124,24 @@ fn selected(ck: &Checkpoint, pids: &[u32]) -> anyhow::Result<Vec<Process>> {
 
 /// Prints `value` as pretty JSON on stdout.
 fn print_json(value: &impl serde::Serialize) -> anyhow::Result<()> {
-    println!("{}", serde_json::to_string_pretty(value)?);
+    outln!("{}", serde_json::to_string_pretty(value)?);
     Ok(())
+}
+
+/// Writes command output to stdout; exits quietly when the reader has gone.
+pub fn emit(args: std::fmt::Arguments<'_>, newline: bool) {
+    use std::io::Write;
+    let mut o = std::io::stdout().lock();
+    let r = o
+        .write_fmt(args)
+        .and_then(|_| if newline { o.write_all(b"\n") } else { Ok(()) });
+    if let Err(e) = r {
+        if e.kind() == std::io::ErrorKind::BrokenPipe {
+            std::process::exit(0);
+        }
+        eprintln!("ck2core: writing output: {e}");
+        std::process::exit(EXIT_FAILURE as i32);
+    }
 }
 
 /// Runs the parsed command.

@@ -26,9 +26,17 @@ pub fn run(a: PsArgs) -> anyhow::Result<()> {
     if a.json {
         return print_json(&Out { processes: rows });
     }
-    println!(
+    outln!(
         "{:>7} {:>7} {:>7} {:>7} {:<8} {:>3} {:>5} {:>5}  {:<15} COMMAND",
-        "PID", "PPID", "PGID", "SID", "STATE", "THR", "UID", "GID", "COMM"
+        "PID",
+        "PPID",
+        "PGID",
+        "SID",
+        "STATE",
+        "THR",
+        "UID",
+        "GID",
+        "COMM"
     );
     // Children under their parent, in tree order; orphans (parent not dumped) as roots.
     let roots: Vec<&ProcessRow> = rows
@@ -54,7 +62,7 @@ fn print_subtree(rows: &[ProcessRow], r: &ProcessRow, depth: usize) {
     } else {
         format!("{}└─ ", "   ".repeat(depth - 1))
     };
-    println!(
+    outln!(
         "{:>7} {:>7} {:>7} {:>7} {:<8} {:>3} {:>5} {:>5}  {:<15} {indent}{command}",
         r.pid,
         r.ppid,

@@ -36,7 +36,11 @@ pub fn run(a: ReadArgs) -> anyhow::Result<()> {
         return print_json(&r);
     }
     if a.raw {
-        std::io::stdout().write_all(&r.bytes.0)?;
+        if let Err(e) = std::io::stdout().write_all(&r.bytes.0) {
+            if e.kind() != std::io::ErrorKind::BrokenPipe {
+                return Err(e.into());
+            }
+        }
         let missing: u64 = r.unavailable.iter().map(|u| u.length).sum();
         if missing > 0 {
             eprintln!(
@@ -54,13 +58,13 @@ pub fn run(a: ReadArgs) -> anyhow::Result<()> {
     };
     for (i, row) in bytes.chunks(16).enumerate() {
         let base = i * 16;
-        println!(
+        outln!(
             "{}",
             hexdump_row(a.address + base as u64, row, &|j| known(base + j))
         );
     }
     for u in &r.unavailable {
-        println!(
+        outln!(
             "?? {}..{}: not in the checkpoint",
             u.start,
             ck2core::views::Hex(u.start.0 + u.length)

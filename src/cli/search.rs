@@ -73,7 +73,7 @@ pub fn run(a: SearchArgs) -> anyhow::Result<()> {
         return print_json(&Out { matches, truncated });
     }
     for m in &matches {
-        println!(
+        outln!(
             "pid {} at {} ({} +{}, {})",
             m.pid,
             m.address,
@@ -86,13 +86,13 @@ pub fn run(a: SearchArgs) -> anyhow::Result<()> {
             serde_json::to_value(m.kind)?.as_str().unwrap_or("")
         );
         for (i, row) in m.context.0.chunks(16).enumerate() {
-            println!(
+            outln!(
                 "  {}",
                 hexdump_row(m.context_start.0 + 16 * i as u64, row, &|_| true)
             );
         }
     }
-    println!(
+    outln!(
         "{} match{}{}",
         matches.len(),
         if matches.len() == 1 { "" } else { "es" },

@@ -38,10 +38,13 @@ pub fn run(a: ThreadsArgs) -> anyhow::Result<()> {
     }
     let mut any_rewound = false;
     for p in &procs {
-        println!("process {} ({}), {}", p.pid(), p.comm, p.state.name());
-        println!(
+        outln!("process {} ({}), {}", p.pid(), p.comm, p.state.name());
+        outln!(
             "  {:>7}  {:<16} {:<18} {:<22} SIGNALS",
-            "TID", "NAME", "PC", "SYSCALL"
+            "TID",
+            "NAME",
+            "PC",
+            "SYSCALL"
         );
         for t in rows.iter().filter(|t| t.pid == p.pid()) {
             let sys = match &t.syscall {
@@ -68,7 +71,7 @@ pub fn run(a: ThreadsArgs) -> anyhow::Result<()> {
             if !t.pending.is_empty() {
                 sig.push(format!("pending {}", t.pending.join(",")));
             }
-            println!(
+            outln!(
                 "  {:>7}  {:<16} {:<18} {:<22} {}",
                 t.tid,
                 t.name,
@@ -82,21 +85,19 @@ pub fn run(a: ThreadsArgs) -> anyhow::Result<()> {
             );
             if let Some(groups) = &t.registers {
                 for (g, regs) in &groups.0 {
-                    println!("    {g}:");
+                    outln!("    {g}:");
                     for (n, v) in regs {
-                        println!("      {n:<10} {v}");
+                        outln!("      {n:<10} {v}");
                     }
                 }
             }
         }
     }
     if any_rewound {
-        println!();
-        println!(
-            "(restart): the thread was blocked in this system call; CRIU stored its registers"
-        );
-        println!("rewound so that the call restarts on restore: the pc points at the syscall");
-        println!("instruction and the result register holds the call number (or -EINTR).");
+        outln!();
+        outln!("(restart): the thread was blocked in this system call; CRIU stored its registers");
+        outln!("rewound so that the call restarts on restore: the pc points at the syscall");
+        outln!("instruction and the result register holds the call number (or -EINTR).");
     }
     Ok(())
 }

@@ -227,7 +227,7 @@ impl Plan {
             .map_err(|e| Error::io(&tmp, e))?;
         let guard = RemoveOnDrop(Some(tmp.clone()));
         let data_bytes = self.write_to(&file, progress).map_err(|e| match e {
-            Error::Io { path: p, source } if p.as_os_str().is_empty() => Error::io(&tmp, source),
+            Error::Io { path: p, err } if p.as_os_str().is_empty() => Error::io(&tmp, err),
             e => e,
         })?;
         drop(file);
