@@ -160,4 +160,28 @@ fn main() {
         ckfix.as_secs_f64() * 1000.0
     );
     let _ = std::fs::remove_dir_all(&out);
+
+    // Search both ckfix processes (a 1 GiB sparse mapping each) for a regex.
+    let pat = ck2core::views::memory::Pattern::regex("CK2CORE-[A-Z]+-[0-9a-f]+").unwrap();
+    let search = best_of(5, || {
+        let t = Instant::now();
+        let ckpt = Checkpoint::open(
+            &Input::Path(td.join("ckfix/images")),
+            &OpenOptions::default(),
+        )
+        .unwrap();
+        let mut n = 0;
+        for pid in [31227, 31229] {
+            let process = ckpt.process(pid).unwrap();
+            n += ck2core::views::memory::search(&process, &pat, 16, 1000)
+                .unwrap()
+                .len();
+        }
+        assert!(n >= 3);
+        t.elapsed()
+    });
+    println!(
+        "search ckfix (2 x 1 GiB maps): {:>8.1} ms",
+        search.as_secs_f64() * 1000.0
+    );
 }

@@ -4,13 +4,15 @@ mod cli;
 
 use std::process::ExitCode;
 
-use clap::Parser;
+use clap::{CommandFactory, Parser};
 
 fn main() -> ExitCode {
     let mut args: Vec<std::ffi::OsString> = std::env::args_os().collect();
     // `ck2core CHECKPOINT -o DIR` is `ck2core convert CHECKPOINT -o DIR`.
     if let Some(first) = args.get(1).and_then(|a| a.to_str()) {
-        let known = cli::COMMANDS.contains(&first)
+        let known = cli::Cli::command()
+            .get_subcommands()
+            .any(|c| c.get_name() == first)
             || matches!(first, "-h" | "--help" | "-V" | "--version" | "help");
         if !known {
             args.insert(1, "convert".into());

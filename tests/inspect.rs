@@ -443,3 +443,126 @@ fn info_on_a_bare_image_directory() {
     assert_eq!(v["criu_image_version"], 2);
     assert_eq!(v["format"], "directory");
 }
+
+#[test]
+fn files_lists_descriptors_directories_and_mappings() {
+    let v = json(&["files", &ckfix(), "--pid", "31227", "--json"]);
+    let p = &v["processes"][0];
+    assert_eq!(
+        (p["cwd"].as_str(), p["root"].as_str()),
+        (Some("/ckfix"), Some("/"))
+    );
+    let fds = p["fds"].as_array().unwrap();
+    let fd = |n: u64| fds.iter().find(|f| f["fd"] == n).unwrap()["file"].clone();
+    for n in [0, 1, 2] {
+        assert_eq!(fd(n)["type"], "regular");
+        assert_eq!(fd(n)["path"], "/dev/null");
+    }
+    assert_eq!(fd(251)["type"], "pipe");
+    assert_eq!(fd(251)["pipe_id"], 66504);
+    let mapped: Vec<&str> = p["mapped"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| m["path"].as_str().unwrap())
+        .collect();
+    assert!(
+        mapped.contains(&"/ckfix/data.bin") && mapped.contains(&"/ckfix/bin/ckfix"),
+        "{mapped:?}"
+    );
+    let podman = testdata().join("podman-counter/counter.tar");
+    let v = json(&["files", podman.to_str().unwrap(), "--pid", "1", "--json"]);
+    let fds = v["processes"][0]["fds"].as_array().unwrap();
+    assert_eq!(fds[1]["file"]["pipe_id"], 13099);
+    assert_eq!(fds[2]["file"]["pipe_id"], 13100);
+}
+
+#[test]
+fn files_describes_sockets() {
+    use ck2core::images::{magic, pb};
+    let dir = scratch("inspect-sockets").join("dump");
+    let mut p = Proc::new(70);
+    p.vmas = vec![anon_vma(0x4000_0000, 0x4000_1000)];
+    write_images(&dir, &[p]);
+    put(
+        &dir,
+        "ids-70.img",
+        magic::IDS,
+        &[pb::TaskKobjIdsEntry {
+            files_id: Some(9),
+            ..Default::default()
+        }],
+    );
+    let inet = pb::FileEntry {
+        r#type: Some(4),
+        id: Some(1),
+        isk: Some(pb::InetSkEntry {
+            family: Some(2),
+            r#type: Some(1),
+            proto: Some(6),
+            state: Some(1),
+            src_port: Some(8080),
+            dst_port: Some(39838),
+            // 10.88.0.3 and 10.88.0.1, as the kernel stores them (network order).
+            src_addr: vec![u32::from_le_bytes([10, 88, 0, 3])],
+            dst_addr: vec![u32::from_le_bytes([10, 88, 0, 1])],
+            ino: Some(4242),
+            ..Default::default()
+        }),
+        ..Default::default()
+    };
+    let unix = pb::FileEntry {
+        r#type: Some(5),
+        id: Some(2),
+        usk: Some(pb::UnixSkEntry {
+            r#type: Some(1),
+            state: Some(10),
+            name: Some(b"\0agent".to_vec()),
+            ino: Some(77),
+            ..Default::default()
+        }),
+        ..Default::default()
+    };
+    put(&dir, "files.img", magic::FILES, &[inet, unix]);
+    let fdinfo = |fd, id, ty| pb::FdinfoEntry {
+        id: Some(id),
+        flags: Some(0),
+        r#type: Some(ty),
+        fd: Some(fd),
+    };
+    put(
+        &dir,
+        "fdinfo-9.img",
+        magic::FDINFO,
+        &[fdinfo(3, 1, 4), fdinfo(4, 2, 5)],
+    );
+    let v = json(&["files", dir.to_str().unwrap(), "--json"]);
+    let fds = v["processes"][0]["fds"].as_array().unwrap();
+    let tcp = &fds[0]["file"];
+    assert_eq!(
+        (
+            tcp["type"].as_str(),
+            tcp["protocol"].as_str(),
+            tcp["state"].as_str()
+        ),
+        (Some("inet"), Some("tcp"), Some("ESTABLISHED"))
+    );
+    assert_eq!(
+        (tcp["src"].as_str(), tcp["src_port"].as_u64()),
+        (Some("10.88.0.3"), Some(8080))
+    );
+    assert_eq!(
+        (tcp["dst"].as_str(), tcp["dst_port"].as_u64()),
+        (Some("10.88.0.1"), Some(39838))
+    );
+    let u = &fds[1]["file"];
+    assert_eq!(
+        (u["type"].as_str(), u["name"].as_str(), u["state"].as_str()),
+        (Some("unix"), Some("@agent"), Some("LISTEN"))
+    );
+    let text = String::from_utf8(ck2core(&["files", dir.to_str().unwrap()]).stdout).unwrap();
+    assert!(
+        text.contains("TCP     ESTABLISHED 10.88.0.3:8080 -> 10.88.0.1:39838"),
+        "{text}"
+    );
+}

@@ -40,7 +40,7 @@ fn sources(c: &PageCounts) -> String {
     ]
     .iter()
     .filter(|(_, n)| *n > 0)
-    .map(|(k, n)| format!("{k} {n}"))
+    .map(|(k, n)| format!("{n} {k}"))
     .collect();
     parts.join(", ")
 }
@@ -64,13 +64,14 @@ pub fn run(a: MapsArgs) -> anyhow::Result<()> {
         outln!("process {} ({})", p.pid(), p.comm);
         for m in &pm.maps {
             outln!(
-                "{:012x}-{:012x} {} {:08x} {:<11} {:>8} pages: {}",
+                "{:012x}-{:012x} {} {:08x} {:<11} {:>6} page{}: {}",
                 m.start.0,
                 m.end.0,
                 m.perms,
                 m.offset.0,
                 serde_json::to_value(m.kind)?.as_str().unwrap_or(""),
                 m.pages.total,
+                if m.pages.total == 1 { "" } else { "s" },
                 sources(&m.pages)
             );
             if !m.name.is_empty() {

@@ -14,6 +14,7 @@ macro_rules! out {
 
 mod convert;
 mod env;
+mod files;
 mod info;
 mod maps;
 mod ps;
@@ -35,11 +36,6 @@ pub const EXIT_FAILURE: u8 = 1;
 /// Exit status when some processes converted and some failed.
 pub const EXIT_PARTIAL: u8 = 3;
 
-/// Names of the subcommands, for the implicit `convert`.
-pub const COMMANDS: &[&str] = &[
-    "convert", "info", "ps", "threads", "maps", "env", "search", "read",
-];
-
 /// Turn CRIU container checkpoints into ELF core files, and look inside them.
 #[derive(Parser)]
 #[command(name = "ck2core", version, about, long_about = None)]
@@ -60,6 +56,8 @@ enum Command {
     Threads(threads::ThreadsArgs),
     /// Memory mappings, and where each one's pages come from.
     Maps(maps::MapsArgs),
+    /// Open files and sockets, working and root directories, mapped files.
+    Files(files::FilesArgs),
     /// Arguments and environment, read from process memory.
     Env(env::EnvArgs),
     /// Find bytes or a regular expression in process memory.
@@ -153,6 +151,7 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Threads(a) => threads::run(a)?,
         Command::Maps(a) => maps::run(a)?,
         Command::Env(a) => env::run(a)?,
+        Command::Files(a) => files::run(a)?,
         Command::Search(a) => search::run(a)?,
         Command::Read(a) => read::run(a)?,
     }

@@ -27,7 +27,7 @@ pub fn run(a: PsArgs) -> anyhow::Result<()> {
         return print_json(&Out { processes: rows });
     }
     outln!(
-        "{:>7} {:>7} {:>7} {:>7} {:<8} {:>3} {:>5} {:>5}  {:<15} COMMAND",
+        "{:>6} {:>6} {:>6} {:>6} {:<7} {:>3} {:>5} {:<15} COMMAND",
         "PID",
         "PPID",
         "PGID",
@@ -35,7 +35,6 @@ pub fn run(a: PsArgs) -> anyhow::Result<()> {
         "STATE",
         "THR",
         "UID",
-        "GID",
         "COMM"
     );
     // Children under their parent, in tree order; orphans (parent not dumped) as roots.
@@ -63,7 +62,7 @@ fn print_subtree(rows: &[ProcessRow], r: &ProcessRow, depth: usize) {
         format!("{}└─ ", "   ".repeat(depth - 1))
     };
     outln!(
-        "{:>7} {:>7} {:>7} {:>7} {:<8} {:>3} {:>5} {:>5}  {:<15} {indent}{command}",
+        "{:>6} {:>6} {:>6} {:>6} {:<7} {:>3} {:>5} {:<15} {indent}{command}",
         r.pid,
         r.ppid,
         r.pgid,
@@ -71,7 +70,6 @@ fn print_subtree(rows: &[ProcessRow], r: &ProcessRow, depth: usize) {
         r.state.unwrap_or("?"),
         r.threads,
         opt(r.uid),
-        opt(r.gid),
         r.comm.as_deref().unwrap_or("?")
     );
     for c in rows.iter().filter(|c| c.ppid == r.pid && c.pid != r.pid) {

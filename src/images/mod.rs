@@ -51,6 +51,10 @@ pub mod magic {
     pub const MEMFD_INODE: u32 = 0x4845_3499;
     /// stats-dump
     pub const STATS: u32 = 0x5709_3306;
+    /// cgroup.img
+    pub const CGROUP: u32 = 0x5938_3330;
+    /// utsns-*.img
+    pub const UTSNS: u32 = 0x5447_3203;
 }
 
 /// Largest metadata image read into memory (pages files are never read whole).

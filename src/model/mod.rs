@@ -6,6 +6,7 @@
 //! and never stops the others.
 
 pub mod container;
+pub mod files;
 pub mod memory;
 
 use std::collections::HashMap;
@@ -327,6 +328,53 @@ impl Checkpoint {
     /// Whether any container file source was given or found.
     pub fn has_rootfs(&self) -> bool {
         !self.rootfs.is_empty()
+    }
+
+    /// The open files of process `pid`: descriptors, cwd and root.
+    pub fn files(&self, pid: u32) -> Result<files::ProcessFiles> {
+        let ids: Option<pb::TaskKobjIdsEntry> = self
+            .images
+            .read(&format!("ids-{pid}.img"), magic::IDS)?
+            .map(|i| i.single())
+            .transpose()?;
+        let path_of = |id: Option<u32>| {
+            let f = self.files.get(&id?)?;
+            f.reg.as_ref()?.name.clone()
+        };
+        let fs: Option<pb::FsEntry> = self
+            .images
+            .read(&format!("fs-{pid}.img"), magic::FS)?
+            .map(|i| i.single())
+            .transpose()?;
+        let memfd_name = |inode: u32| {
+            self.memfd_inodes
+                .get(&(inode as u64))
+                .and_then(|m| m.name.clone())
+        };
+        let mut fds = Vec::new();
+        if let Some(files_id) = ids.as_ref().and_then(|i| i.files_id) {
+            if let Some(mut img) = self
+                .images
+                .read(&format!("fdinfo-{files_id}.img"), magic::FDINFO)?
+            {
+                while let Some(e) = img.next_entry::<pb::FdinfoEntry>()? {
+                    let file =
+                        files::describe(e.id.and_then(|id| self.files.get(&id)), &memfd_name);
+                    fds.push(files::Fd {
+                        fd: e.fd.unwrap_or(0),
+                        cloexec: e.flags.unwrap_or(0) & 1 != 0,
+                        file,
+                    });
+                }
+            }
+        }
+        fds.sort_by_key(|f| f.fd);
+        Ok(files::ProcessFiles {
+            pid,
+            cwd: fs.as_ref().and_then(|f| path_of(f.cwd_id)),
+            root: fs.as_ref().and_then(|f| path_of(f.root_id)),
+            fds,
+        })
     }
 
     /// Loads process `pid` completely.

@@ -268,7 +268,7 @@ pub fn reg_file(id: u32, name: &str, size: u64) -> pb::FileEntry {
             size: Some(size),
             ..Default::default()
         }),
-        memfd: None,
+        ..Default::default()
     }
 }
 

@@ -1,0 +1,177 @@
+//! `ck2core files`: open descriptors, working and root directories, mapped files.
+
+use clap::Args;
+use serde::Serialize;
+
+use super::{print_json, Source};
+use ck2core::model::files::{OpenFile, ProcessFiles};
+use ck2core::model::Process;
+
+#[derive(Args)]
+pub struct FilesArgs {
+    #[command(flatten)]
+    source: Source,
+    /// Only this process (repeatable; default all).
+    #[arg(long = "pid", value_name = "PID")]
+    pids: Vec<u32>,
+    /// Print JSON (docs/json.md).
+    #[arg(long)]
+    json: bool,
+}
+
+#[derive(Serialize)]
+struct Mapped {
+    path: String,
+    build_id: Option<String>,
+    deleted: bool,
+    /// Whether the file's bytes are available (rootfs, rootfs-diff.tar, ghost copy).
+    available: bool,
+    /// Why not, when they are not.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    unavailable_because: Option<String>,
+}
+
+#[derive(Serialize)]
+struct Entry {
+    #[serde(flatten)]
+    files: ProcessFiles,
+    mapped: Vec<Mapped>,
+}
+
+#[derive(Serialize)]
+struct Out {
+    processes: Vec<Entry>,
+}
+
+fn mapped(p: &Process) -> Vec<Mapped> {
+    let mut out: Vec<Mapped> = Vec::new();
+    for v in p.memory.iter().flat_map(|m| &m.vmas) {
+        let Some(f) = &v.file else { continue };
+        if out.iter().any(|m| m.path == f.path) {
+            continue;
+        }
+        out.push(Mapped {
+            path: f.path.clone(),
+            build_id: (!f.build_id.is_empty()).then(|| ck2core::rootfs::hex(&f.build_id)),
+            deleted: f.deleted,
+            available: f.content.is_ok(),
+            unavailable_because: f.content.as_ref().err().cloned(),
+        });
+    }
+    out
+}
+
+fn describe(f: &OpenFile) -> String {
+    match f {
+        OpenFile::Regular { path, pos, .. } => format!(
+            "REG     {path}{}",
+            if *pos > 0 {
+                format!(" (pos {pos})")
+            } else {
+                String::new()
+            }
+        ),
+        OpenFile::Pipe { pipe_id, flags } => {
+            format!(
+                "PIPE    pipe:[{pipe_id}] ({} end)",
+                if flags & 3 == 0 { "read" } else { "write" }
+            )
+        }
+        OpenFile::Fifo { pipe_id } => format!("FIFO    pipe:[{pipe_id}]"),
+        OpenFile::Inet {
+            family,
+            protocol,
+            state,
+            src,
+            src_port,
+            dst,
+            dst_port,
+            ..
+        } => {
+            let a = |ip: &str, port: u32| {
+                if *family == "ipv6" {
+                    format!("[{ip}]:{port}")
+                } else {
+                    format!("{ip}:{port}")
+                }
+            };
+            format!(
+                "{:<7} {state:<11} {} -> {}",
+                protocol.to_uppercase(),
+                a(src, *src_port),
+                a(dst, *dst_port)
+            )
+        }
+        OpenFile::Unix {
+            sock_type,
+            state,
+            name,
+            ino,
+            peer,
+        } => format!(
+            "UNIX    {sock_type} {state} {}ino {ino}{}",
+            if name.is_empty() {
+                String::new()
+            } else {
+                format!("{name} ")
+            },
+            if *peer != 0 {
+                format!(", peer {peer}")
+            } else {
+                String::new()
+            }
+        ),
+        OpenFile::Eventfd { counter } => format!("EVENTFD counter {counter}"),
+        OpenFile::Eventpoll => "EPOLL".into(),
+        OpenFile::Signalfd { signals } => format!("SIGNALFD {}", signals.join(",")),
+        OpenFile::Timerfd { clockid } => format!("TIMERFD clock {clockid}"),
+        OpenFile::Tty => "TTY".into(),
+        OpenFile::Memfd { name } => format!("MEMFD   memfd:{name}"),
+        OpenFile::Namespace { ns_id } => format!("NS      namespace {ns_id}"),
+        OpenFile::Other { kind } => kind.to_uppercase(),
+    }
+}
+
+pub fn run(a: FilesArgs) -> anyhow::Result<()> {
+    let ck = a.source.open()?;
+    let procs = super::selected(&ck, &a.pids)?;
+    let mut out = Out {
+        processes: Vec::new(),
+    };
+    for p in &procs {
+        out.processes.push(Entry {
+            files: ck.files(p.pid())?,
+            mapped: mapped(p),
+        });
+    }
+    if a.json {
+        return print_json(&out);
+    }
+    for (p, e) in procs.iter().zip(&out.processes) {
+        outln!("process {} ({})", p.pid(), p.comm);
+        outln!("  cwd   {}", e.files.cwd.as_deref().unwrap_or("?"));
+        outln!("  root  {}", e.files.root.as_deref().unwrap_or("?"));
+        for fd in &e.files.fds {
+            outln!("  {:>4}  {}", fd.fd, describe(&fd.file));
+        }
+        if !e.mapped.is_empty() {
+            outln!("  mapped files:");
+            for m in &e.mapped {
+                outln!(
+                    "    {}{}{}{}",
+                    m.path,
+                    if m.deleted { " (deleted)" } else { "" },
+                    m.build_id
+                        .as_ref()
+                        .map(|b| format!("  build-id {b}"))
+                        .unwrap_or_default(),
+                    m.unavailable_because
+                        .as_ref()
+                        .map(|w| format!("  [{w}]"))
+                        .unwrap_or_default()
+                );
+            }
+        }
+    }
+    Ok(())
+}
