@@ -148,6 +148,7 @@ fn main() {
                 &process,
                 &CoreOptions {
                     only_verified_files: true,
+                    metadata: None,
                 },
             )
             .unwrap();

@@ -127,7 +127,13 @@ fn notes_have_the_kernel_order_and_exact_sizes() {
             ("LINUX", NT_X86_XSTATE, 2696),
         ]);
     }
+    // ck2core's own metadata note comes last (docs/core-note.md).
+    want.push(("CK2CORE", 0x434b_3201, seq.last().unwrap().2));
     assert_eq!(seq, want);
+    let meta: serde_json::Value = serde_json::from_slice(&notes.last().unwrap().desc).unwrap();
+    assert_eq!(meta["version"], 1);
+    assert_eq!(meta["process"]["pid"], 31227);
+    assert_eq!(meta["threads"][4]["name"], "waiter");
     // Threads: the leader first, then the others.
     let tids: Vec<u32> = notes
         .iter()

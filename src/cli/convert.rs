@@ -70,8 +70,10 @@ pub fn run(a: ConvertArgs) -> anyhow::Result<ExitCode> {
             );
             continue;
         }
+        let metadata = serde_json::to_vec(&ck2core::views::core_metadata(&ckpt, &process))?;
         let opts = CoreOptions {
             only_verified_files: a.source.rootfs.is_some(),
+            metadata: Some(metadata),
         };
         let result = Plan::new(&process, &opts).and_then(|plan| {
             let total = plan.content_bytes();

@@ -53,8 +53,10 @@ pub struct LeftOut {
 }
 
 /// Choices about what goes into a core.
-#[derive(Debug, Clone, Copy, Default)]
+#[derive(Debug, Clone, Default)]
 pub struct CoreOptions {
+    /// Payload of the CK2CORE metadata note (JSON), if one is to be written.
+    pub metadata: Option<Vec<u8>>,
     /// List in NT_FILE only the files found and verified in the container root.
     /// Right when a root was given: gdb will be pointed at the same root, and
     /// would warn about, or misread, any file not there.
@@ -124,7 +126,16 @@ impl Plan {
                 }
             }
         }
-        let notes = encode_notes(p, mem, keep)?;
+        let mut notes = encode_notes(p, mem, keep)?;
+        if let Some(m) = &opts.metadata {
+            // Last, after every thread's notes, so it can't be taken for a thread's.
+            Note {
+                name: "CK2CORE",
+                ntype: notes::NT_CK2CORE_METADATA,
+                desc: m.clone(),
+            }
+            .encode(&mut notes);
+        }
         let phnum = 1 + segments.len() as u64;
         let notes_at = EHDR_SIZE + PHDR_SIZE * phnum;
         let mut offset = (notes_at + notes.len() as u64).next_multiple_of(DATA_ALIGN);

@@ -19,6 +19,9 @@ pub const NT_X86_XSTATE: u32 = 0x202;
 pub const NT_SIGINFO: u32 = 0x5349_4749;
 /// NT_FILE
 pub const NT_FILE: u32 = 0x4649_4c45;
+/// ck2core's own note (owner "CK2CORE"): JSON metadata for the gdb helper. A type
+/// no Linux or bfd note uses, so readelf and gdb show it as unknown and move on.
+pub const NT_CK2CORE_METADATA: u32 = 0x434b_3201;
 
 /// One note: owner name, type, payload.
 pub struct Note {

@@ -304,6 +304,73 @@ pub fn threads(p: &Process, with_regs: bool) -> Vec<ThreadRow> {
         .collect()
 }
 
+/// Version of the metadata note ck2core writes into cores (docs/core-note.md).
+pub const CORE_METADATA_VERSION: u32 = 1;
+
+/// What ck2core stores in each core about its process and container, for the gdb
+/// helper: CRIU knows it, an ELF core has no place for it.
+#[derive(Debug, Serialize)]
+pub struct CoreMetadata {
+    /// Format version.
+    pub version: u32,
+    /// Version of ck2core that wrote it.
+    pub ck2core: &'static str,
+    /// The checkpoint as named when converting.
+    pub checkpoint: String,
+    /// The container, if the checkpoint came with engine metadata.
+    pub container: Option<Container>,
+    /// The process, as `ck2core ps` shows it.
+    pub process: ProcessRow,
+    /// Credentials of the leader: real, effective, saved, filesystem.
+    pub creds: CredsView,
+    /// Threads, as `ck2core threads` shows them (without registers).
+    pub threads: Vec<ThreadRow>,
+    /// Open files, as `ck2core files` shows them.
+    pub files: Option<crate::model::files::ProcessFiles>,
+    /// Mappings, as `ck2core maps` shows them.
+    pub maps: Vec<memory::MapRow>,
+}
+
+/// Credentials, as ids.
+#[derive(Debug, Serialize)]
+pub struct CredsView {
+    /// uid, euid, suid, fsuid.
+    pub uid: [u32; 4],
+    /// gid, egid, sgid, fsgid.
+    pub gid: [u32; 4],
+}
+
+/// Builds the metadata of process `p` of `ck`.
+pub fn core_metadata(ck: &Checkpoint, p: &Process) -> CoreMetadata {
+    let c = p.creds();
+    CoreMetadata {
+        version: CORE_METADATA_VERSION,
+        ck2core: env!("CARGO_PKG_VERSION"),
+        checkpoint: ck.archive().label().to_string(),
+        container: Container::read(ck.archive()),
+        process: ProcessRow {
+            pid: p.pid(),
+            ppid: p.tree.ppid,
+            pgid: p.tree.pgid,
+            sid: p.tree.sid,
+            state: Some(p.state.name()),
+            threads: p.threads.len(),
+            comm: Some(p.comm.clone()),
+            cmdline: p.args(),
+            uid: Some(c.uid[0]),
+            gid: Some(c.gid[0]),
+            error: None,
+        },
+        creds: CredsView {
+            uid: c.uid,
+            gid: c.gid,
+        },
+        threads: threads(p, false),
+        files: ck.files(p.pid()).ok(),
+        maps: memory::maps(p),
+    }
+}
+
 /// Whether a process can be shown at all (zombies have no memory).
 pub fn has_memory(p: &Process) -> bool {
     p.state != TaskState::Zombie && p.memory.is_some()
