@@ -29,8 +29,12 @@ fn check_archive(name: &str, pids: &[u32]) {
         .collect();
     cores.sort();
     let mut want: Vec<String> = pids.iter().map(|p| format!("core.{p}")).collect();
+    want.extend(["ck2core.py".to_string(), "gdbinit".to_string()]);
     want.sort();
-    assert_eq!(cores, want, "one core per pstree.img process, nothing else");
+    assert_eq!(
+        cores, want,
+        "one core per pstree.img process, the gdb helper, nothing else"
+    );
 
     let ckpt = Checkpoint::open(&Input::Path(archive.clone()), &OpenOptions::default()).unwrap();
     for pid in pids {

@@ -1,4 +1,5 @@
-//! `ck2core convert`: one core per process, a line per process on stderr.
+//! `ck2core convert`: one core per process, a line per process on stderr, and a
+//! gdbinit beside the cores that sets the sysroot and loads the gdb helper.
 
 use std::io::IsTerminal;
 use std::path::{Path, PathBuf};
@@ -8,51 +9,68 @@ use clap::Args;
 
 use super::{human, Source, EXIT_FAILURE, EXIT_PARTIAL};
 use ck2core::core::{CoreOptions, Plan};
-use ck2core::model::{Checkpoint, Process, TaskState};
+use ck2core::model::{Process, TaskState};
 use ck2core::rootfs::resolve_in_root;
+
+/// The gdb helper, written beside the cores so the output directory is self-contained.
+pub const HELPER: &str = include_str!("../../gdb-scripts/ck2core.py");
 
 #[derive(Args)]
 pub struct ConvertArgs {
     #[command(flatten)]
-    source: Source,
+    pub source: Source,
     /// Directory for the cores (created if missing).
     #[arg(short, long, value_name = "DIR")]
-    output: PathBuf,
+    pub output: PathBuf,
     /// Convert only this process (repeatable).
     #[arg(long = "pid", value_name = "PID")]
-    pids: Vec<u32>,
+    pub pids: Vec<u32>,
     /// Overwrite existing core files.
     #[arg(long)]
-    force: bool,
+    pub force: bool,
+}
+
+/// A core that was written, and how to open it.
+pub struct Converted {
+    /// gdb's arguments, without the program name.
+    pub gdb_args: Vec<String>,
 }
 
 pub fn run(a: ConvertArgs) -> anyhow::Result<ExitCode> {
-    let ckpt = Checkpoint::open(&a.source.input(), &a.source.options())?;
+    let (done, failed) = convert(&a)?;
+    if !done.is_empty() {
+        eprintln!("open with:");
+        for c in &done {
+            let words: Vec<String> = c.gdb_args.iter().map(|w| shell_quote(w)).collect();
+            eprintln!("  gdb {}", words.join(" "));
+        }
+    }
+    Ok(match (done.len(), failed) {
+        (_, 0) => ExitCode::SUCCESS,
+        (0, _) => ExitCode::from(EXIT_FAILURE),
+        _ => ExitCode::from(EXIT_PARTIAL),
+    })
+}
+
+/// Converts the selected processes into `a.output`; returns the cores written and
+/// the number of processes that failed.
+pub fn convert(a: &ConvertArgs) -> anyhow::Result<(Vec<Converted>, usize)> {
+    let ckpt = a.source.open()?;
     for n in ckpt.archive().notes() {
         eprintln!("note: {n}");
     }
-    let pids: Vec<u32> = if a.pids.is_empty() {
-        ckpt.tree.iter().map(|t| t.pid).collect()
-    } else {
-        for p in &a.pids {
-            if !ckpt.tree.iter().any(|t| t.pid == *p) {
-                let all: Vec<String> = ckpt.tree.iter().map(|t| t.pid.to_string()).collect();
-                anyhow::bail!(
-                    "no process {p} in the checkpoint (pids: {})",
-                    all.join(", ")
-                );
-            }
-        }
-        a.pids.clone()
-    };
+    let pids: Vec<u32> = super::selected_pids(&ckpt, &a.pids)?;
     std::fs::create_dir_all(&a.output).map_err(|e| {
         anyhow::anyhow!(
             "{}: cannot create the output directory: {e}",
             a.output.display()
         )
     })?;
-    let (mut ok, mut failed) = (0, 0);
-    let mut open_with = Vec::new();
+    let gdbinit = std::fs::canonicalize(&a.output)
+        .unwrap_or_else(|_| a.output.clone())
+        .join("gdbinit");
+    let mut done = Vec::new();
+    let mut failed = 0;
     let tty = std::io::stderr().is_terminal();
     for pid in pids {
         let process = match ckpt.process(pid) {
@@ -78,11 +96,11 @@ pub fn run(a: ConvertArgs) -> anyhow::Result<ExitCode> {
         let result = Plan::new(&process, &opts).and_then(|plan| {
             let total = plan.content_bytes();
             let mut shown = 0u64;
-            let mut progress = |done: u64| {
+            let mut progress = |n: u64| {
                 // Only for people watching, and only when it takes a while.
-                if tty && total >= 256 << 20 && (done - shown >= 64 << 20 || done == total) {
-                    shown = done;
-                    eprint!("\r  core.{pid}: {} of {}\x1b[K", human(done), human(total));
+                if tty && total >= 256 << 20 && (n - shown >= 64 << 20 || n == total) {
+                    shown = n;
+                    eprint!("\r  core.{pid}: {} of {}\x1b[K", human(n), human(total));
                 }
             };
             let w = plan.write(&a.output, pid, a.force, &mut progress);
@@ -93,8 +111,6 @@ pub fn run(a: ConvertArgs) -> anyhow::Result<ExitCode> {
         });
         match result {
             Ok(w) => {
-                ok += 1;
-                open_with.push(gdb_command(&w.path, a.source.rootfs.as_deref(), &process));
                 let threads = process.threads.len();
                 eprintln!(
                     "{:<10} pid {pid} ({}), {threads} thread{}, {} written, {} in the file",
@@ -119,6 +135,9 @@ pub fn run(a: ConvertArgs) -> anyhow::Result<ExitCode> {
                         if more > 0 { format!(" and {more} more") } else { String::new() }
                     );
                 }
+                done.push(Converted {
+                    gdb_args: gdb_args(&gdbinit, &w.path, a.source.rootfs.as_deref(), &process),
+                });
             }
             Err(e) => {
                 eprintln!("failed   pid {pid} ({}): {e}", process.comm);
@@ -126,36 +145,55 @@ pub fn run(a: ConvertArgs) -> anyhow::Result<ExitCode> {
             }
         }
     }
-    if !open_with.is_empty() {
-        eprintln!("open with:");
-        for c in open_with {
-            eprintln!("  {c}");
-        }
+    if !done.is_empty() {
+        write_gdbinit(&a.output, a.source.rootfs.as_deref())?;
     }
-    Ok(match (ok, failed) {
-        (_, 0) => ExitCode::SUCCESS,
-        (0, _) => ExitCode::from(EXIT_FAILURE),
-        _ => ExitCode::from(EXIT_PARTIAL),
-    })
+    Ok((done, failed))
 }
 
-/// The gdb command line for a core: the sysroot must be set before the core loads
-/// (`-iex`), and the executable from the root lets gdb relocate a PIE and find the
-/// shared libraries.
-fn gdb_command(core: &Path, rootfs: Option<&Path>, p: &Process) -> String {
-    let mut cmd = format!("gdb --core {}", shell_quote(&core.display().to_string()));
+/// Writes `DIR/gdbinit` (sysroot, then the helper) and `DIR/ck2core.py`. The
+/// gdbinit is meant for `gdb -ix`: the sysroot must be set before the core loads,
+/// or gdb resolves the mapped files against this machine's root.
+fn write_gdbinit(dir: &Path, rootfs: Option<&Path>) -> anyhow::Result<PathBuf> {
+    let abs = |p: &Path| std::fs::canonicalize(p).unwrap_or_else(|_| p.to_path_buf());
+    let dir = abs(dir);
+    let helper = dir.join("ck2core.py");
+    std::fs::write(&helper, HELPER).map_err(|e| anyhow::anyhow!("{}: {e}", helper.display()))?;
+    let mut init = String::from(
+        "# Written by ck2core for the cores in this directory. Use it before the core loads:\n\
+         #   gdb -ix THIS-FILE --core core.PID [EXECUTABLE]\n",
+    );
+    if let Some(r) = rootfs {
+        init += &format!("set sysroot {}\n", abs(r).display());
+    }
+    init += &format!("source {}\n", helper.display());
+    let path = dir.join("gdbinit");
+    std::fs::write(&path, init).map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
+    Ok(path)
+}
+
+/// gdb's arguments for a core: the gdbinit first (`-ix`), the core, and the
+/// executable from the root, which lets gdb relocate a PIE and find the libraries.
+fn gdb_args(gdbinit: &Path, core: &Path, rootfs: Option<&Path>, p: &Process) -> Vec<String> {
+    let mut args = vec![
+        "-ix".to_string(),
+        gdbinit.display().to_string(),
+        "--core".into(),
+        core.display().to_string(),
+    ];
     if let Some(root) = rootfs {
-        cmd += &format!(
-            " -iex {}",
-            shell_quote(&format!("set sysroot {}", root.display()))
-        );
         let exe = p.exe.as_ref().filter(|e| e.content.is_ok());
         if let Some(path) = exe.and_then(|e| resolve_in_root(root, e.path.trim_start_matches('/')))
         {
-            cmd += &format!(" {}", shell_quote(&path.display().to_string()));
+            args.push(
+                std::fs::canonicalize(&path)
+                    .unwrap_or(path)
+                    .display()
+                    .to_string(),
+            );
         }
     }
-    cmd
+    args
 }
 
 fn shell_quote(s: &str) -> String {

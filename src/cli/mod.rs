@@ -15,6 +15,7 @@ macro_rules! out {
 mod convert;
 mod env;
 mod files;
+mod gdb;
 mod info;
 mod maps;
 mod ps;
@@ -60,6 +61,8 @@ enum Command {
     Files(files::FilesArgs),
     /// Arguments and environment, read from process memory.
     Env(env::EnvArgs),
+    /// Convert one process to a temporary core and start gdb on it, set up.
+    Gdb(gdb::GdbArgs),
     /// Find bytes or a regular expression in process memory.
     Search(search::SearchArgs),
     /// Dump process memory as hex (or raw bytes).
@@ -101,8 +104,8 @@ impl Source {
     }
 }
 
-/// The processes a command is about: those named with --pid, or all of them.
-fn selected(ck: &Checkpoint, pids: &[u32]) -> anyhow::Result<Vec<Process>> {
+/// The pids a command is about: those named with --pid (which must exist), or all.
+fn selected_pids(ck: &Checkpoint, pids: &[u32]) -> anyhow::Result<Vec<u32>> {
     for p in pids {
         if !ck.tree.iter().any(|t| t.pid == *p) {
             let all: Vec<String> = ck.tree.iter().map(|t| t.pid.to_string()).collect();
@@ -112,12 +115,19 @@ fn selected(ck: &Checkpoint, pids: &[u32]) -> anyhow::Result<Vec<Process>> {
             );
         }
     }
-    let want: Vec<u32> = if pids.is_empty() {
+    Ok(if pids.is_empty() {
         ck.tree.iter().map(|t| t.pid).collect()
     } else {
         pids.to_vec()
-    };
-    want.into_iter().map(|p| Ok(ck.process(p)?)).collect()
+    })
+}
+
+/// The processes a command is about, loaded.
+fn selected(ck: &Checkpoint, pids: &[u32]) -> anyhow::Result<Vec<Process>> {
+    selected_pids(ck, pids)?
+        .into_iter()
+        .map(|p| Ok(ck.process(p)?))
+        .collect()
 }
 
 /// Prints `value` as pretty JSON on stdout.
@@ -146,6 +156,7 @@ pub fn emit(args: std::fmt::Arguments<'_>, newline: bool) {
 pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     match cli.command {
         Command::Convert(a) => return convert::run(a),
+        Command::Gdb(a) => return gdb::run(a),
         Command::Info(a) => info::run(a)?,
         Command::Ps(a) => ps::run(a)?,
         Command::Threads(a) => threads::run(a)?,
