@@ -286,6 +286,14 @@ class Fds(gdb.Command):
         print("root  %s" % files.get("root"))
         for fd in files.get("fds", []):
             print("%4d  %-8s %s" % (fd.get("fd"), fd["file"].get("type"), _fd_text(fd["file"])))
+        mapped = []
+        for m in meta.get("maps", []):
+            if m.get("kind") in ("file", "shared-file") and m.get("name") not in mapped:
+                mapped.append(m.get("name"))
+        if mapped:
+            print("mapped files:")
+            for name in mapped:
+                print("      %s" % name)
 
 
 class Maps(gdb.Command):
