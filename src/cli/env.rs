@@ -3,19 +3,13 @@
 use clap::Args;
 use serde::Serialize;
 
-use super::{print_json, selected, Source};
+use super::{print_json, Select};
 use ck2core::views::memory::{self, Environment};
 
 #[derive(Args)]
 pub struct EnvArgs {
     #[command(flatten)]
-    source: Source,
-    /// Only this process (repeatable; default all).
-    #[arg(long = "pid", value_name = "PID")]
-    pids: Vec<u32>,
-    /// Print JSON (docs/json.md).
-    #[arg(long)]
-    json: bool,
+    select: Select,
 }
 
 #[derive(Serialize)]
@@ -24,12 +18,11 @@ struct Out {
 }
 
 pub fn run(a: EnvArgs) -> anyhow::Result<()> {
-    let ck = a.source.open()?;
-    let procs = selected(&ck, &a.pids)?;
+    let (_, procs) = a.select.load()?;
     let out = Out {
         processes: procs.iter().map(memory::environment).collect(),
     };
-    if a.json {
+    if a.select.json {
         return print_json(&out);
     }
     for e in &out.processes {

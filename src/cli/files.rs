@@ -3,20 +3,14 @@
 use clap::Args;
 use serde::Serialize;
 
-use super::{print_json, Source};
+use super::{print_json, Select};
 use ck2core::model::files::{OpenFile, ProcessFiles};
 use ck2core::model::Process;
 
 #[derive(Args)]
 pub struct FilesArgs {
     #[command(flatten)]
-    source: Source,
-    /// Only this process (repeatable; default all).
-    #[arg(long = "pid", value_name = "PID")]
-    pids: Vec<u32>,
-    /// Print JSON (docs/json.md).
-    #[arg(long)]
-    json: bool,
+    select: Select,
 }
 
 #[derive(Serialize)]
@@ -133,8 +127,7 @@ fn describe(f: &OpenFile) -> String {
 }
 
 pub fn run(a: FilesArgs) -> anyhow::Result<()> {
-    let ck = a.source.open()?;
-    let procs = super::selected(&ck, &a.pids)?;
+    let (ck, procs) = a.select.load()?;
     let mut out = Out {
         processes: Vec::new(),
     };
@@ -144,7 +137,7 @@ pub fn run(a: FilesArgs) -> anyhow::Result<()> {
             mapped: mapped(p),
         });
     }
-    if a.json {
+    if a.select.json {
         return print_json(&out);
     }
     for (p, e) in procs.iter().zip(&out.processes) {

@@ -3,19 +3,13 @@
 use clap::Args;
 use serde::Serialize;
 
-use super::{print_json, selected, Source};
+use super::{print_json, Select};
 use ck2core::views::memory::{self, MapRow, PageCounts};
 
 #[derive(Args)]
 pub struct MapsArgs {
     #[command(flatten)]
-    source: Source,
-    /// Only this process (repeatable; default all).
-    #[arg(long = "pid", value_name = "PID")]
-    pids: Vec<u32>,
-    /// Print JSON (docs/json.md).
-    #[arg(long)]
-    json: bool,
+    select: Select,
 }
 
 #[derive(Serialize)]
@@ -46,8 +40,7 @@ fn sources(c: &PageCounts) -> String {
 }
 
 pub fn run(a: MapsArgs) -> anyhow::Result<()> {
-    let ck = a.source.open()?;
-    let procs = selected(&ck, &a.pids)?;
+    let (_, procs) = a.select.load()?;
     let out = Out {
         processes: procs
             .iter()
@@ -57,7 +50,7 @@ pub fn run(a: MapsArgs) -> anyhow::Result<()> {
             })
             .collect(),
     };
-    if a.json {
+    if a.select.json {
         return print_json(&out);
     }
     for (p, pm) in procs.iter().zip(&out.processes) {

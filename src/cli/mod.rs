@@ -104,6 +104,29 @@ impl Source {
     }
 }
 
+/// A checkpoint, some of its processes, and the output format: what most
+/// inspection commands take.
+#[derive(Args, Clone)]
+pub struct Select {
+    #[command(flatten)]
+    source: Source,
+    /// Only this process (repeatable; default all).
+    #[arg(long = "pid", value_name = "PID")]
+    pids: Vec<u32>,
+    /// Print JSON (docs/json.md).
+    #[arg(long)]
+    json: bool,
+}
+
+impl Select {
+    /// Opens the checkpoint and loads the selected processes.
+    fn load(&self) -> anyhow::Result<(Checkpoint, Vec<Process>)> {
+        let ck = self.source.open()?;
+        let procs = selected(&ck, &self.pids)?;
+        Ok((ck, procs))
+    }
+}
+
 /// The pids a command is about: those named with --pid (which must exist), or all.
 fn selected_pids(ck: &Checkpoint, pids: &[u32]) -> anyhow::Result<Vec<u32>> {
     for p in pids {

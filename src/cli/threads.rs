@@ -3,22 +3,16 @@
 use clap::Args;
 use serde::Serialize;
 
-use super::{print_json, selected, Source};
+use super::{print_json, Select};
 use ck2core::views::{self, ThreadRow};
 
 #[derive(Args)]
 pub struct ThreadsArgs {
     #[command(flatten)]
-    source: Source,
-    /// Only this process (repeatable).
-    #[arg(long = "pid", value_name = "PID")]
-    pids: Vec<u32>,
+    select: Select,
     /// Print every register, grouped as gdb groups them.
     #[arg(long)]
     regs: bool,
-    /// Print JSON (docs/json.md).
-    #[arg(long)]
-    json: bool,
 }
 
 #[derive(Serialize)]
@@ -27,13 +21,12 @@ struct Out {
 }
 
 pub fn run(a: ThreadsArgs) -> anyhow::Result<()> {
-    let ck = a.source.open()?;
-    let procs = selected(&ck, &a.pids)?;
+    let (_, procs) = a.select.load()?;
     let rows: Vec<ThreadRow> = procs
         .iter()
         .flat_map(|p| views::threads(p, a.regs))
         .collect();
-    if a.json {
+    if a.select.json {
         return print_json(&Out { threads: rows });
     }
     let mut any_rewound = false;
