@@ -243,7 +243,7 @@ impl Plan {
         })?;
         drop(file);
         std::fs::rename(&tmp, &path).map_err(|e| Error::io(&path, e))?;
-        std::mem::forget(guard);
+        guard.disarm();
         Ok(Written {
             path,
             file_size: self.file_size,
@@ -288,7 +288,14 @@ impl Plan {
     }
 }
 
+/// Removes a partial file unless disarmed: no error path can leave one behind.
 struct RemoveOnDrop(Option<PathBuf>);
+
+impl RemoveOnDrop {
+    fn disarm(mut self) {
+        self.0 = None;
+    }
+}
 
 impl Drop for RemoveOnDrop {
     fn drop(&mut self) {
