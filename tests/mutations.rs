@@ -126,3 +126,72 @@ fn damaged_ckfix_images_never_panic() {
 fn damaged_sleep_images_never_panic() {
     mutate_fixture("sleep/images", 150, 0x5eed_0002);
 }
+
+/// Truncation of each image kind at many offsets, through the command line: the
+/// process either converts or fails with a message naming an image (usually the
+/// damaged one), the exit status says so, and nothing outside the output directory
+/// changes.
+#[test]
+fn truncated_images_give_messages_that_name_an_image() {
+    let src = testdata().join("sleep/images");
+    let work = scratch("mutations-truncate");
+    let dir = work.join("images");
+    let mut named_damaged = 0;
+    let mut failures = 0;
+    for image in [
+        "core-30914.img",
+        "mm-30914.img",
+        "pagemap-30914.img",
+        "pstree.img",
+        "files.img",
+        "pages-1.img",
+    ] {
+        let len = std::fs::metadata(src.join(image)).unwrap().len();
+        for k in 0..8u64 {
+            let cut = len * k / 8;
+            let _ = std::fs::remove_dir_all(&dir);
+            copy_dir(&src, &dir);
+            let bytes = std::fs::read(src.join(image)).unwrap();
+            std::fs::write(dir.join(image), &bytes[..cut as usize]).unwrap();
+            let out = work.join("cores");
+            let _ = std::fs::remove_dir_all(&out);
+            let o = ck2core(&[dir.to_str().unwrap(), "-o", out.to_str().unwrap()]);
+            let err = String::from_utf8_lossy(&o.stderr).into_owned();
+            assert!(!err.contains("panicked"), "{image} cut at {cut}: {err}");
+            let others: Vec<_> = std::fs::read_dir(&work)
+                .unwrap()
+                .map(|e| e.unwrap().file_name())
+                .collect();
+            assert!(
+                others.iter().all(|n| n == "images" || n == "cores"),
+                "{others:?}"
+            );
+            if o.status.success() {
+                assert!(out.join("core.30914").exists());
+                continue;
+            }
+            failures += 1;
+            assert!(
+                matches!(o.status.code(), Some(1) | Some(3)),
+                "{image} cut at {cut}: {:?}",
+                o.status
+            );
+            assert!(
+                err.contains(".img"),
+                "{image} cut at {cut}: the message names no image: {err}"
+            );
+            if err.contains(image) {
+                named_damaged += 1;
+            }
+            assert!(
+                !out.join("core.30914").exists(),
+                "no core for a process that failed"
+            );
+        }
+    }
+    assert!(failures > 20, "truncation should mostly fail ({failures})");
+    assert!(
+        named_damaged * 10 >= failures * 9,
+        "most messages name the damaged image ({named_damaged} of {failures})"
+    );
+}

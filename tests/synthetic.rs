@@ -334,3 +334,49 @@ fn synthetic_registers_reach_gdb() {
     assert!(got.contains("= 0x55555554"), "{got}");
     let _ = pb::PagemapHead::default();
 }
+
+#[test]
+fn misaligned_and_overlapping_vmas_and_absurd_counts_are_refused() {
+    let root = scratch("synth-vmas");
+    let cases: Vec<(&str, Vec<pb::VmaEntry>, &str)> = vec![
+        ("misaligned", vec![anon_vma(BASE + 10, BASE + PAGE)], "range 0x1000000a-0x10001000 is empty, reversed or not page aligned"),
+        (
+            "overlapping",
+            vec![anon_vma(BASE, BASE + 2 * PAGE), anon_vma(BASE + PAGE, BASE + 3 * PAGE)],
+            "vmas[1]: 0x10001000-0x10003000 overlaps or precedes the previous VMA (0x10000000-0x10002000)",
+        ),
+    ];
+    for (name, vmas, msg) in cases {
+        let dir = root.join(name);
+        let mut p = Proc::new(80);
+        p.vmas = vmas;
+        write_images(&dir, &[p]);
+        let out = root.join(format!("{name}-cores"));
+        let o = convert(&dir, &out);
+        assert_eq!(o.status.code(), Some(1), "{name}");
+        assert!(stderr(&o).contains(msg), "{name}: {}", stderr(&o));
+        assert_eq!(files_in(&out), Vec::<String>::new());
+    }
+    // A process claiming 100000 threads.
+    let dir = root.join("threads");
+    write_images(&dir, &[Proc::new(81)]);
+    let tree = pb::PstreeEntry {
+        pid: Some(81),
+        ppid: Some(0),
+        pgid: Some(81),
+        sid: Some(81),
+        threads: (81..100_081).collect(),
+    };
+    std::fs::write(
+        dir.join("pstree.img"),
+        image(ck2core::images::magic::PSTREE, &[tree]),
+    )
+    .unwrap();
+    let o = convert(&dir, &root.join("threads-cores"));
+    assert_eq!(o.status.code(), Some(1));
+    assert!(
+        stderr(&o).contains("pstree.img: entry 0: 100000 threads, more than 65536"),
+        "{}",
+        stderr(&o)
+    );
+}
