@@ -52,7 +52,9 @@ fn check_archive(name: &str, pids: &[u32]) {
             "{name} pid {pid}:\n{got}"
         );
         assert!(got.contains(&format!("[New LWP {pid}]")), "{got}");
-        let ck2core::arch::Registers::X86_64(r) = &p.threads[0].regs;
+        let ck2core::arch::Registers::X86_64(r) = &p.threads[0].regs else {
+            panic!("the Podman fixture is x86_64");
+        };
         for (i, reg) in ck2core::arch::x86_64::GP_NAMES.iter().enumerate() {
             let line = got
                 .lines()

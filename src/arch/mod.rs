@@ -2,6 +2,7 @@
 //! register notes the Linux kernel writes into a core. The architecture always comes
 //! from `core_entry.mtype`, never from the machine running ck2core.
 
+pub mod aarch64;
 pub mod x86_64;
 mod x86_64_syscalls;
 
@@ -14,6 +15,19 @@ use crate::images::pb;
 pub enum Arch {
     /// x86-64 (mtype 1).
     X86_64,
+    /// AArch64 (mtype 3).
+    Aarch64,
+}
+
+/// One register note a thread contributes after its NT_PRSTATUS.
+#[derive(Debug, Clone)]
+pub struct RegSet {
+    /// Note owner ("CORE" or "LINUX").
+    pub name: &'static str,
+    /// Note type.
+    pub ntype: u32,
+    /// Payload.
+    pub data: Vec<u8>,
 }
 
 /// CRIU's `march` names, indexed by mtype, for messages about unsupported ones.
@@ -34,8 +48,9 @@ impl Arch {
     pub fn from_mtype(member: &str, mtype: Option<u32>) -> Result<Arch> {
         match mtype {
             Some(1) => Ok(Arch::X86_64),
+            Some(3) => Ok(Arch::Aarch64),
             Some(m) if (m as usize) < MTYPE_NAMES.len() && m != 0 => Err(Error::Unsupported(format!(
-                "{member}: core_entry.mtype is {m} ({}): this architecture is not supported yet (x86_64 only)",
+                "{member}: core_entry.mtype is {m} ({}): this architecture is not supported yet (x86_64 and aarch64 are)",
                 MTYPE_NAMES[m as usize]
             ))),
             Some(m) => Err(Error::image(
@@ -50,6 +65,7 @@ impl Arch {
     pub fn name(self) -> &'static str {
         match self {
             Arch::X86_64 => "x86_64",
+            Arch::Aarch64 => "aarch64",
         }
     }
 
@@ -57,6 +73,7 @@ impl Arch {
     pub fn elf_machine(self) -> u16 {
         match self {
             Arch::X86_64 => 62,
+            Arch::Aarch64 => 183,
         }
     }
 }
@@ -66,6 +83,8 @@ impl Arch {
 pub enum Registers {
     /// x86-64 general, FPU and extended state.
     X86_64(Box<x86_64::Regs>),
+    /// AArch64 general, FP/SIMD, TLS.
+    Aarch64(Box<aarch64::Regs>),
 }
 
 impl Registers {
@@ -80,6 +99,17 @@ impl Registers {
                     member, ti,
                 )?)))
             }
+            Arch::Aarch64 => {
+                let ti = core.ti_aarch64.as_ref().ok_or_else(|| {
+                    Error::image(
+                        member,
+                        "core_entry.ti_aarch64 (aarch64 registers) is missing",
+                    )
+                })?;
+                Ok(Registers::Aarch64(Box::new(aarch64::Regs::decode(
+                    member, ti,
+                )?)))
+            }
         }
     }
 
@@ -87,6 +117,7 @@ impl Registers {
     pub fn pc(&self) -> u64 {
         match self {
             Registers::X86_64(r) => r.get("rip").unwrap_or(0),
+            Registers::Aarch64(r) => r.pc,
         }
     }
 
@@ -94,6 +125,7 @@ impl Registers {
     pub fn sp(&self) -> u64 {
         match self {
             Registers::X86_64(r) => r.get("rsp").unwrap_or(0),
+            Registers::Aarch64(r) => r.sp,
         }
     }
 
@@ -101,6 +133,8 @@ impl Registers {
     pub fn syscall(&self) -> Option<u64> {
         match self {
             Registers::X86_64(r) => r.syscall(),
+            // user_pt_regs has no orig_x0/syscallno: CRIU can't tell.
+            Registers::Aarch64(_) => None,
         }
     }
 
@@ -108,6 +142,7 @@ impl Registers {
     pub fn syscall_name(&self, nr: u64) -> Option<&'static str> {
         match self {
             Registers::X86_64(_) => x86_64_syscalls::name(nr),
+            Registers::Aarch64(_) => None,
         }
     }
 
@@ -120,6 +155,7 @@ impl Registers {
                 let (ax, orig) = (r.gp[10], r.gp[15]);
                 (orig as i64) >= 0 && (ax == orig || ax as i64 == -4)
             }
+            Registers::Aarch64(_) => false,
         }
     }
 
@@ -128,6 +164,41 @@ impl Registers {
     pub fn groups(&self) -> Vec<(&'static str, Vec<(String, String)>)> {
         match self {
             Registers::X86_64(r) => r.groups(),
+            Registers::Aarch64(r) => r.groups(),
+        }
+    }
+
+    /// `pr_reg` of NT_PRSTATUS, and whether an FP register note follows.
+    pub fn prstatus(&self) -> (Vec<u8>, bool) {
+        match self {
+            Registers::X86_64(r) => (r.prstatus_regs(), r.fpu.is_some()),
+            Registers::Aarch64(r) => (r.prstatus_regs(), r.fpsimd.is_some()),
+        }
+    }
+
+    /// The register notes after NT_PRSTATUS, in the kernel's order. `hwcap` is the
+    /// process's AT_HWCAP (some notes depend on CPU features).
+    pub fn regsets(&self, hwcap: u64) -> Vec<RegSet> {
+        match self {
+            Registers::X86_64(r) => {
+                let mut out = Vec::new();
+                if let Some(fp) = r.fpregset() {
+                    out.push(RegSet {
+                        name: "CORE",
+                        ntype: 2,
+                        data: fp,
+                    });
+                }
+                if let Some(xs) = r.xstate() {
+                    out.push(RegSet {
+                        name: "LINUX",
+                        ntype: 0x202,
+                        data: xs,
+                    });
+                }
+                out
+            }
+            Registers::Aarch64(r) => r.regsets(hwcap),
         }
     }
 }

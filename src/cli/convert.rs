@@ -8,6 +8,7 @@ use std::process::ExitCode;
 use clap::Args;
 
 use super::{human, Source, EXIT_FAILURE, EXIT_PARTIAL};
+use ck2core::arch::Arch;
 use ck2core::core::{CoreOptions, Plan};
 use ck2core::model::{Process, TaskState};
 use ck2core::rootfs::resolve_in_root;
@@ -32,6 +33,8 @@ pub struct ConvertArgs {
 
 /// A core that was written, and how to open it.
 pub struct Converted {
+    /// The gdb to use: `gdb`, or `gdb-multiarch` for another architecture.
+    pub gdb: &'static str,
     /// gdb's arguments, without the program name.
     pub gdb_args: Vec<String>,
 }
@@ -42,7 +45,7 @@ pub fn run(a: ConvertArgs) -> anyhow::Result<ExitCode> {
         eprintln!("open with:");
         for c in &done {
             let words: Vec<String> = c.gdb_args.iter().map(|w| shell_quote(w)).collect();
-            eprintln!("  gdb {}", words.join(" "));
+            eprintln!("  {} {}", c.gdb, words.join(" "));
         }
     }
     Ok(match (done.len(), failed) {
@@ -136,6 +139,7 @@ pub fn convert(a: &ConvertArgs) -> anyhow::Result<(Vec<Converted>, usize)> {
                     );
                 }
                 done.push(Converted {
+                    gdb: gdb_for(process.arch),
                     gdb_args: gdb_args(&gdbinit, &w.path, a.source.rootfs.as_deref(), &process),
                 });
             }
@@ -194,6 +198,19 @@ fn gdb_args(gdbinit: &Path, core: &Path, rootfs: Option<&Path>, p: &Process) -> 
         }
     }
     args
+}
+
+/// A native gdb reads cores of its own architecture only.
+fn gdb_for(arch: Arch) -> &'static str {
+    let native = match arch {
+        Arch::X86_64 => cfg!(target_arch = "x86_64"),
+        Arch::Aarch64 => cfg!(target_arch = "aarch64"),
+    };
+    if native {
+        "gdb"
+    } else {
+        "gdb-multiarch"
+    }
 }
 
 fn shell_quote(s: &str) -> String {

@@ -49,11 +49,11 @@ pub fn run(a: GdbArgs) -> anyhow::Result<ExitCode> {
     let Some(core) = done.into_iter().next() else {
         anyhow::bail!("process {pid} could not be converted (see above)");
     };
-    let status = std::process::Command::new("gdb")
+    let status = std::process::Command::new(core.gdb)
         .args(&core.gdb_args)
         .args(&a.gdb_args)
         .status()
-        .map_err(|e| anyhow::anyhow!("cannot start gdb: {e} (is gdb installed?)"))?;
+        .map_err(|e| anyhow::anyhow!("cannot start {}: {e} (is it installed?)", core.gdb))?;
     Ok(ExitCode::from(
         status.code().unwrap_or(1).clamp(0, 255) as u8
     ))

@@ -448,7 +448,7 @@ fn encode_notes(
             list.push(notes::auxv(p));
             list.push(notes::nt_file(p, &keep));
         }
-        list.extend(notes::thread_regsets(t));
+        list.extend(notes::thread_regsets(p, t));
     }
     let mut out = Vec::new();
     for n in &list {

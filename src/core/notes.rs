@@ -1,7 +1,6 @@
 //! ELF note encoding and the process-wide note payloads, byte for byte as Linux's
 //! fs/binfmt_elf.c writes them (64-bit little-endian layouts).
 
-use crate::arch::Registers;
 use crate::model::memory::{MappedFile, VmaKind};
 use crate::model::{Process, TaskState, Thread};
 
@@ -54,9 +53,7 @@ fn put<const N: usize>(buf: &mut [u8], at: usize, v: [u8; N]) {
 
 /// NT_PRSTATUS for `t`: signal state, ids, registers, `pr_fpvalid`.
 pub fn prstatus(p: &Process, t: &Thread) -> Note {
-    let (regs, fpvalid) = match &t.regs {
-        Registers::X86_64(r) => (r.prstatus_regs(), r.fpu.is_some()),
-    };
+    let (regs, fpvalid) = t.regs.prstatus();
     let mut d = vec![0u8; 112 + regs.len() + 8];
     put(&mut d, 16, t.pending.to_le_bytes());
     put(&mut d, 24, t.blocked.to_le_bytes());
@@ -167,25 +164,15 @@ pub fn nt_file(p: &Process, keep: impl Fn(&MappedFile) -> bool) -> Note {
 }
 
 /// The register notes that follow a thread's NT_PRSTATUS.
-pub fn thread_regsets(t: &Thread) -> Vec<Note> {
-    let mut out = Vec::new();
-    match &t.regs {
-        Registers::X86_64(r) => {
-            if let Some(fp) = r.fpregset() {
-                out.push(Note {
-                    name: "CORE",
-                    ntype: NT_PRFPREG,
-                    desc: fp,
-                });
-            }
-            if let Some(xs) = r.xstate() {
-                out.push(Note {
-                    name: "LINUX",
-                    ntype: NT_X86_XSTATE,
-                    desc: xs,
-                });
-            }
-        }
-    }
-    out
+pub fn thread_regsets(p: &Process, t: &Thread) -> Vec<Note> {
+    let hwcap = p.auxv.iter().find(|(k, _)| *k == 16).map_or(0, |(_, v)| *v);
+    t.regs
+        .regsets(hwcap)
+        .into_iter()
+        .map(|r| Note {
+            name: r.name,
+            ntype: r.ntype,
+            desc: r.data,
+        })
+        .collect()
 }

@@ -60,15 +60,34 @@ const SIGNALS: [&str; 31] = [
     "SIGSYS",
 ];
 
-/// Names of the signals in a mask (bit n-1 = signal n); real-time ones as SIGRTMIN+k.
+/// Names of the signals in a mask (bit n-1 = signal n). 32 and 33 are glibc's
+/// internal signals; real-time ones are named from SIGRTMIN (34) as gdb does.
 pub fn signal_names(mask: u64) -> Vec<String> {
-    (0..64)
-        .filter(|b| mask & (1 << b) != 0)
-        .map(|b| match SIGNALS.get(b) {
-            Some(n) => n.to_string(),
-            None => format!("SIGRTMIN+{}", b + 1 - 34),
+    (1..=64u32)
+        .filter(|n| mask & (1u64 << (n - 1)) != 0)
+        .map(|n| match SIGNALS.get(n as usize - 1) {
+            Some(name) => name.to_string(),
+            None if n < 34 => format!("SIG{n}"),
+            None => format!("SIGRTMIN+{}", n - 34),
         })
         .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn every_signal_bit_has_a_name() {
+        let all = super::signal_names(u64::MAX);
+        assert_eq!(all.len(), 64);
+        assert_eq!(
+            (all[0].as_str(), all[9].as_str(), all[30].as_str()),
+            ("SIGHUP", "SIGUSR1", "SIGSYS")
+        );
+        assert_eq!(
+            (all[31].as_str(), all[33].as_str(), all[63].as_str()),
+            ("SIG32", "SIGRTMIN+0", "SIGRTMIN+30")
+        );
+    }
 }
 
 /// Container and checkpoint summary (`ck2core info`).

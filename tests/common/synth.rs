@@ -143,6 +143,7 @@ pub fn x86_core(tid: u32, comm: &str, leader: bool) -> pb::CoreEntry {
             ..Default::default()
         }),
         ids: None,
+        ti_aarch64: None,
         thread_core: Some(pb::ThreadCoreEntry {
             comm: Some(comm.to_string()),
             blk_sigset: Some(0),
