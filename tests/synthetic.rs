@@ -380,3 +380,30 @@ fn misaligned_and_overlapping_vmas_and_absurd_counts_are_refused() {
         stderr(&o)
     );
 }
+
+#[test]
+fn a_32_bit_task_is_refused_clearly() {
+    let root = scratch("synth-compat");
+    let dir = root.join("dump");
+    write_images(&dir, &[Proc::new(95)]);
+    let mut core = x86_core(95, "ia32", true);
+    core.thread_info
+        .as_mut()
+        .unwrap()
+        .gpregs
+        .as_mut()
+        .unwrap()
+        .mode = Some(2);
+    std::fs::write(
+        dir.join("core-95.img"),
+        image(ck2core::images::magic::CORE, &[core]),
+    )
+    .unwrap();
+    let o = convert(&dir, &root.join("cores"));
+    assert_eq!(o.status.code(), Some(1));
+    assert!(
+        stderr(&o).contains("core-95.img: thread_info.gpregs.mode is COMPAT: a 32-bit (ia32) task"),
+        "{}",
+        stderr(&o)
+    );
+}

@@ -79,6 +79,13 @@ impl Regs {
         ]
         .map(|v| v.unwrap_or(0));
         let compat = g.mode == Some(2);
+        if compat {
+            // A 64-bit core of a 32-bit task would show garbage; an ELFCLASS32
+            // EM_386 core is not written yet.
+            return Err(Error::Unsupported(format!(
+                "{member}: thread_info.gpregs.mode is COMPAT: a 32-bit (ia32) task; converting those is not supported yet"
+            )));
+        }
         let fpu = ti
             .fpregs
             .as_ref()
