@@ -11,7 +11,6 @@ use std::collections::{HashMap, HashSet};
 use std::fs::File;
 use std::io::{Read, Seek, SeekFrom};
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
 
 use crate::archive::{Archive, Blob};
 use crate::error::Result;
@@ -42,7 +41,7 @@ impl RootFs {
         if let Some(m) = archive.member("rootfs-diff.tar") {
             if let Ok(blob) = m.open() {
                 // A damaged diff only costs its files; the images are still usable.
-                let _ = index_tar(&blob, &mut diff);
+                index_tar(&blob, &mut diff);
             }
         }
         let mut deleted = HashSet::new();
@@ -57,11 +56,6 @@ impl RootFs {
             }
         }
         Ok(RootFs { dir, diff, deleted })
-    }
-
-    /// True when no file source at all is available.
-    pub fn is_empty(&self) -> bool {
-        self.dir.is_none() && self.diff.is_empty()
     }
 
     /// The content of a container file, or why it can't be used.
@@ -236,31 +230,32 @@ impl Seek for BlobReader<'_> {
 }
 
 /// Indexes the regular files of an uncompressed tar held in `blob`.
-fn index_tar(blob: &Blob, out: &mut HashMap<String, Blob>) -> std::io::Result<()> {
-    let mut tar = tar::Archive::new(BlobReader { blob, pos: 0 });
-    for entry in tar.entries_with_seek()? {
-        let entry = entry?;
-        if !matches!(
-            entry.header().entry_type(),
-            tar::EntryType::Regular | tar::EntryType::Continuous
-        ) {
-            continue;
+fn index_tar(blob: &Blob, out: &mut HashMap<String, Blob>) {
+    walk_tar(blob, &mut |e| {
+        if e.kind == "file" {
+            if let Ok(slice) = blob.slice(e.offset, e.size) {
+                out.insert(e.path.to_string(), slice);
+            }
         }
-        let path = entry.path()?.to_string_lossy().into_owned();
-        let Some(name) = crate::archive::normalize_name(&path) else {
-            continue;
-        };
-        let slice = blob
-            .slice(entry.raw_file_position(), entry.size())
-            .map_err(|e| std::io::Error::other(e.to_string()))?;
-        out.insert(name, slice);
-    }
-    Ok(())
+    });
 }
 
-/// Calls `f(path, kind, size)` for every entry of an uncompressed tar in `blob`
-/// (gzip-compressed diffs, as containerd writes them, are not listed).
-pub fn walk_tar(blob: &Blob, f: &mut dyn FnMut(&str, &str, u64)) {
+/// One entry of a tar, as [`walk_tar`] reports it.
+pub struct TarEntry<'a> {
+    /// Normalised path (no leading `/`).
+    pub path: &'a str,
+    /// "file", "dir", "symlink", "link" or "other".
+    pub kind: &'static str,
+    /// Size in bytes.
+    pub size: u64,
+    /// Offset of the data in the tar.
+    pub offset: u64,
+}
+
+/// Calls `f` for every safely named entry of an uncompressed tar in `blob`, stopping
+/// at the first damaged header (gzip-compressed diffs, as containerd writes them, are
+/// not read).
+pub fn walk_tar(blob: &Blob, f: &mut dyn FnMut(TarEntry<'_>)) {
     let mut tar = tar::Archive::new(BlobReader { blob, pos: 0 });
     let Ok(entries) = tar.entries_with_seek() else {
         return;
@@ -278,9 +273,11 @@ pub fn walk_tar(blob: &Blob, f: &mut dyn FnMut(&str, &str, u64)) {
             tar::EntryType::Link => "link",
             _ => "other",
         };
-        f(&name, kind, entry.size());
+        f(TarEntry {
+            path: &name,
+            kind,
+            size: entry.size(),
+            offset: entry.raw_file_position(),
+        });
     }
 }
-
-/// Shared handle type for opened container files.
-pub type SharedRoot = Arc<RootFs>;

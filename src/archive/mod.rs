@@ -421,10 +421,6 @@ fn sniff(head: &[u8]) -> Option<Format> {
 
 /// Normalises a member name; `None` if it is unsafe (absolute, `..`) or empty.
 pub fn normalize_name(raw: &str) -> Option<String> {
-    normalize(raw)
-}
-
-fn normalize(raw: &str) -> Option<String> {
     if raw.starts_with('/') {
         return None;
     }
@@ -466,12 +462,12 @@ mod tests {
     #[test]
     fn names_are_normalised_and_unsafe_ones_refused() {
         assert_eq!(
-            normalize("./checkpoint//core-1.img").as_deref(),
+            normalize_name("./checkpoint//core-1.img").as_deref(),
             Some("checkpoint/core-1.img")
         );
-        assert_eq!(normalize("/etc/passwd"), None);
-        assert_eq!(normalize("checkpoint/../../x"), None);
-        assert_eq!(normalize("./"), None);
+        assert_eq!(normalize_name("/etc/passwd"), None);
+        assert_eq!(normalize_name("checkpoint/../../x"), None);
+        assert_eq!(normalize_name("./"), None);
     }
 
     #[test]

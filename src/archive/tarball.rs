@@ -6,7 +6,7 @@ use std::io::{BufWriter, Read, Write};
 use std::os::unix::fs::OpenOptionsExt;
 use std::sync::Arc;
 
-use super::{normalize, size_only, Archive, Data, Format, Limits, Member};
+use super::{normalize_name, size_only, Archive, Data, Format, Limits, Member};
 use crate::error::{Error, Result};
 
 /// What one tar entry contributes to the index.
@@ -68,7 +68,7 @@ impl Indexer {
         size: u64,
         data: impl FnOnce() -> Data,
     ) -> Result<Option<String>> {
-        let Some(name) = normalize(raw) else {
+        let Some(name) = normalize_name(raw) else {
             if !raw.trim_matches(['.', '/']).is_empty() {
                 self.archive.notes.push(format!(
                     "member {raw:?} ignored: absolute path or `..` in its name"
@@ -90,15 +90,17 @@ impl Indexer {
                 return Ok(None);
             }
             Kind::Symlink(t) => (Data::Symlink(t), 0, false),
-            Kind::HardLink(t) => match normalize(&t).and_then(|t| self.archive.members.get(&t)) {
-                Some(m) if m.symlink_target().is_none() => (m.data.clone(), m.size, false),
-                _ => {
-                    self.archive.notes.push(format!(
+            Kind::HardLink(t) => {
+                match normalize_name(&t).and_then(|t| self.archive.members.get(&t)) {
+                    Some(m) if m.symlink_target().is_none() => (m.data.clone(), m.size, false),
+                    _ => {
+                        self.archive.notes.push(format!(
                         "member {name} ignored: hard link to {t:?}, which is not in the archive"
                     ));
-                    return Ok(None);
+                        return Ok(None);
+                    }
                 }
-            },
+            }
             Kind::Regular if size_only(&name) => (Data::SizeOnly, size, false),
             Kind::Regular => (data(), size, true),
         };

@@ -102,11 +102,6 @@ impl Image {
         &self.member
     }
 
-    /// Index of the next entry.
-    pub fn entry_index(&self) -> usize {
-        self.entry
-    }
-
     /// An error about the entry just read.
     pub fn error(&self, detail: impl std::fmt::Display) -> Error {
         Error::image(

@@ -262,11 +262,11 @@ fn rootfs_diff(archive: &Archive) -> Vec<DiffEntry> {
         return Vec::new();
     };
     let mut out = Vec::new();
-    crate::rootfs::walk_tar(&blob, &mut |path, kind, size| {
+    crate::rootfs::walk_tar(&blob, &mut |e| {
         out.push(DiffEntry {
-            path: format!("/{path}"),
-            kind: kind.to_string(),
-            size,
+            path: format!("/{}", e.path),
+            kind: e.kind.to_string(),
+            size: e.size,
         });
     });
     out

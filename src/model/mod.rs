@@ -325,11 +325,6 @@ impl Checkpoint {
         self.images.archive()
     }
 
-    /// Whether any container file source was given or found.
-    pub fn has_rootfs(&self) -> bool {
-        !self.rootfs.is_empty()
-    }
-
     /// The open files of process `pid`: descriptors, cwd and root.
     pub fn files(&self, pid: u32) -> Result<files::ProcessFiles> {
         let ids: Option<pb::TaskKobjIdsEntry> = self

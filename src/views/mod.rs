@@ -8,7 +8,7 @@ use serde::{Serialize, Serializer};
 
 use crate::arch::Registers;
 use crate::model::container::{dump_stats, Container, DumpStats};
-use crate::model::{Checkpoint, Process, TaskState};
+use crate::model::{Checkpoint, Process};
 
 /// An address or other machine word, serialised as a `0x` hex string.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
@@ -388,9 +388,4 @@ pub fn core_metadata(ck: &Checkpoint, p: &Process) -> CoreMetadata {
         files: ck.files(p.pid()).ok(),
         maps: memory::maps(p),
     }
-}
-
-/// Whether a process can be shown at all (zombies have no memory).
-pub fn has_memory(p: &Process) -> bool {
-    p.state != TaskState::Zombie && p.memory.is_some()
 }
