@@ -47,7 +47,7 @@ fn exercise(dir: &Path, out: &Path) {
         let _ = ck2core::views::memory::environment(&p);
         let pat = ck2core::views::memory::Pattern::literal(b"CK2CORE").unwrap();
         let _ = ck2core::views::memory::search(&p, &pat, 8, 10);
-        let meta = serde_json::to_vec(&ck2core::views::core_metadata(&ck, &p)).ok();
+        let meta = serde_json::to_vec(&ck2core::views::core_metadata(&ck, &p, None)).ok();
         if let Ok(plan) = Plan::new(
             &p,
             &CoreOptions {

@@ -72,6 +72,8 @@ pub fn convert(a: &ConvertArgs) -> anyhow::Result<(Vec<Converted>, usize)> {
     let gdbinit = std::fs::canonicalize(&a.output)
         .unwrap_or_else(|_| a.output.clone())
         .join("gdbinit");
+    // The engine's metadata is the same for every process: read it once.
+    let container = ck2core::model::container::Container::read(ckpt.archive());
     let mut done = Vec::new();
     let mut failed = 0;
     let tty = std::io::stderr().is_terminal();
@@ -91,7 +93,11 @@ pub fn convert(a: &ConvertArgs) -> anyhow::Result<(Vec<Converted>, usize)> {
             );
             continue;
         }
-        let metadata = serde_json::to_vec(&ck2core::views::core_metadata(&ckpt, &process))?;
+        let metadata = serde_json::to_vec(&ck2core::views::core_metadata(
+            &ckpt,
+            &process,
+            container.as_ref(),
+        ))?;
         let opts = CoreOptions {
             only_verified_files: a.source.rootfs.is_some(),
             metadata: Some(metadata),

@@ -359,14 +359,15 @@ pub struct CredsView {
     pub gid: [u32; 4],
 }
 
-/// Builds the metadata of process `p` of `ck`.
-pub fn core_metadata(ck: &Checkpoint, p: &Process) -> CoreMetadata {
+/// Builds the metadata of process `p` of `ck`; `container` is
+/// `Container::read(ck.archive())`, read once for all processes.
+pub fn core_metadata(ck: &Checkpoint, p: &Process, container: Option<&Container>) -> CoreMetadata {
     let c = p.creds();
     CoreMetadata {
         version: CORE_METADATA_VERSION,
         ck2core: env!("CARGO_PKG_VERSION"),
         checkpoint: ck.archive().label().to_string(),
-        container: Container::read(ck.archive()),
+        container: container.cloned(),
         process: ProcessRow {
             pid: p.pid(),
             ppid: p.tree.ppid,
