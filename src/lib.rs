@@ -11,6 +11,7 @@ pub mod core;
 pub mod error;
 pub mod images;
 pub mod model;
+pub mod report;
 pub mod rootfs;
 pub mod views;
 

@@ -222,6 +222,25 @@ impl Blob {
             .map_err(|e| Error::image(&self.name, format!("read at offset {offset}: {e}")))
     }
 
+    /// The bytes mapped into memory, for readers that want a slice (ELF and DWARF
+    /// parsers). Mapped, not read, so a large binary costs address space, not RAM.
+    pub fn map(&self) -> Result<Mapped> {
+        let page = 4096;
+        let start = self.base - self.base % page;
+        let skip = (self.base - start) as usize;
+        // SAFETY: the file is opened read-only by us; if someone truncates it while we
+        // read, we get SIGBUS, as any reader of a mapped file would. Evidence files
+        // are not expected to change under an investigation.
+        let map = unsafe {
+            memmap2::MmapOptions::new()
+                .offset(start)
+                .len(skip + self.len as usize)
+                .map(&*self.file)
+        }
+        .map_err(|e| Error::image(&self.name, format!("cannot map it: {e}")))?;
+        Ok(Mapped { map, skip })
+    }
+
     /// A sub-range of this member, as its own blob.
     pub fn slice(&self, offset: u64, len: u64) -> Result<Blob> {
         match offset.checked_add(len) {
@@ -239,6 +258,20 @@ impl Blob {
                 ),
             )),
         }
+    }
+}
+
+/// A [`Blob`] mapped into memory; derefs to its bytes.
+#[derive(Debug)]
+pub struct Mapped {
+    map: memmap2::Mmap,
+    skip: usize,
+}
+
+impl std::ops::Deref for Mapped {
+    type Target = [u8];
+    fn deref(&self) -> &[u8] {
+        &self.map[self.skip..]
     }
 }
 

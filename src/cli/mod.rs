@@ -20,6 +20,7 @@ mod info;
 mod maps;
 mod ps;
 mod read;
+mod report;
 mod search;
 mod threads;
 mod tree;
@@ -67,6 +68,8 @@ enum Command {
     Search(search::SearchArgs),
     /// Dump process memory as hex (or raw bytes).
     Read(read::ReadArgs),
+    /// Crash triage: every thread's registers, symbolized backtrace and stack.
+    Report(report::ReportArgs),
 }
 
 /// How to open the checkpoint; shared by every command.
@@ -78,7 +81,7 @@ pub struct Source {
     /// The container's root filesystem: file pages CRIU did not save are read from it
     /// (only when size and build-id match what the checkpoint recorded).
     #[arg(long, value_name = "DIR")]
-    rootfs: Option<PathBuf>,
+    pub(crate) rootfs: Option<PathBuf>,
     /// Most bytes a compressed or piped archive may expand to.
     #[arg(long, value_name = "BYTES", default_value_t = Limits::default().max_unpacked)]
     max_unpacked: u64,
@@ -109,13 +112,13 @@ impl Source {
 #[derive(Args, Clone)]
 pub struct Select {
     #[command(flatten)]
-    source: Source,
+    pub(crate) source: Source,
     /// Only this process (repeatable; default all).
     #[arg(long = "pid", value_name = "PID")]
-    pids: Vec<u32>,
+    pub(crate) pids: Vec<u32>,
     /// Print JSON (docs/json.md).
     #[arg(long)]
-    json: bool,
+    pub(crate) json: bool,
 }
 
 impl Select {
@@ -188,6 +191,7 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Files(a) => files::run(a)?,
         Command::Search(a) => search::run(a)?,
         Command::Read(a) => read::run(a)?,
+        Command::Report(a) => report::run(a)?,
     }
     Ok(ExitCode::SUCCESS)
 }
