@@ -158,7 +158,7 @@ fn thread(t: &ThreadReport) {
             for chunk in regs.chunks(3) {
                 let line: Vec<String> = chunk
                     .iter()
-                    .map(|(n, v)| format!("{n:>6} {v:<20}"))
+                    .map(|(n, v)| format!("{n:>8} {v:<20}"))
                     .collect();
                 outln!("  {}", line.join(" ").trim_end());
             }
@@ -175,12 +175,10 @@ fn thread(t: &ThreadReport) {
         outln!("    Stack:");
         for w in &t.stack {
             match w.value {
-                Some(v) => outln!(
-                    "      {:#018x}  {:#018x}  {}",
-                    w.address.0,
-                    v.0,
-                    w.symbol.as_deref().unwrap_or("")
-                ),
+                Some(v) => match &w.symbol {
+                    Some(sym) => outln!("      {:#018x}  {:#018x}  {sym}", w.address.0, v.0),
+                    None => outln!("      {:#018x}  {:#018x}", w.address.0, v.0),
+                },
                 None => outln!("      {:#018x}  (not in the checkpoint)", w.address.0),
             }
         }
@@ -213,6 +211,7 @@ fn frame_line(f: &Frame) -> String {
             ck2core::report::unwind::Trust::Cfi => "  (cfi)",
             ck2core::report::unwind::Trust::FramePointer => "  (frame pointer)",
             ck2core::report::unwind::Trust::Scan => "  (scan)",
+            ck2core::report::unwind::Trust::TailCall => "  (tail call)",
         }
     });
     s

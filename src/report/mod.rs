@@ -4,6 +4,7 @@
 //! same model as every other view; docs/report.md documents its JSON.
 
 pub mod modules;
+mod tailcall;
 pub mod unwind;
 
 use serde::Serialize;
@@ -189,6 +190,7 @@ pub fn process_report(p: &Process, opts: &ReportOptions) -> ProcessReport {
             let (frames, unwind_stopped, stack) = match &mem {
                 Some(mem) => {
                     let (raw, stopped) = unwind::unwind(&t.regs, mem, modules);
+                    let raw = unwind::add_tail_calls(raw, modules);
                     (
                         frames(&raw, modules),
                         stopped,

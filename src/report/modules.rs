@@ -328,6 +328,30 @@ impl Module {
         })
     }
 
+    /// Return points (run-time addresses, innermost first) of the functions that
+    /// tail-called their way from the call returning to `caller_ret` down to the
+    /// function holding `callee_probe`; see [`super::tailcall`].
+    pub fn tail_calls(&self, caller_ret: u64, callee_probe: u64) -> Vec<u64> {
+        let Some(l) = &self.loaded else {
+            return Vec::new();
+        };
+        let Some(ctx) = &l.dwarf else {
+            return Vec::new();
+        };
+        let Some(callee) = symbol_at(&l.symbols, callee_probe.wrapping_sub(l.bias)) else {
+            return Vec::new();
+        };
+        let sites = super::tailcall::CallSites {
+            ctx,
+            symbols: &l.symbols,
+        };
+        sites
+            .chain(caller_ret.wrapping_sub(l.bias), callee.addr)
+            .into_iter()
+            .map(|r| r.wrapping_add(l.bias))
+            .collect()
+    }
+
     /// Function, inlined calls and source line at `addr` (already adjusted to point
     /// inside the call instruction for return addresses).
     pub fn symbolize(&self, addr: u64) -> Symbolized {

@@ -31,6 +31,10 @@ pub enum Trust {
     /// A stack word that points just after a call instruction.
     #[serde(rename = "scan")]
     Scan,
+    /// A function that tail-called the next inner one, which left no frame on the
+    /// stack; found from DWARF call-site information.
+    #[serde(rename = "tail call")]
+    TailCall,
 }
 
 impl Trust {
@@ -41,6 +45,7 @@ impl Trust {
             Trust::Cfi => "cfi",
             Trust::FramePointer => "frame pointer",
             Trust::Scan => "scan",
+            Trust::TailCall => "tail call",
         }
     }
 }
@@ -267,6 +272,36 @@ pub fn unwind(
         });
         cur = next;
     }
+}
+
+/// Inserts the frames of functions that tail-called the frame below them.
+pub fn add_tail_calls(frames: Vec<RawFrame>, modules: &Modules) -> Vec<RawFrame> {
+    let mut out: Vec<RawFrame> = Vec::with_capacity(frames.len());
+    for f in frames {
+        if let Some(callee) = out.last() {
+            if f.is_return_address && !callee.signal_trampoline {
+                let probe = callee.pc.wrapping_sub(callee.is_return_address as u64);
+                let caller = modules.at(f.pc.wrapping_sub(1));
+                if caller.is_some_and(|m| m.contains(probe)) {
+                    let sp = callee.sp;
+                    for pc in caller
+                        .map(|m| m.tail_calls(f.pc, probe))
+                        .unwrap_or_default()
+                    {
+                        out.push(RawFrame {
+                            pc,
+                            sp,
+                            trust: Trust::TailCall,
+                            is_return_address: true,
+                            signal_trampoline: false,
+                        });
+                    }
+                }
+            }
+        }
+        out.push(f);
+    }
+    out
 }
 
 fn arch_of(regs: &Registers) -> Arch {
