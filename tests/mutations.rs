@@ -47,6 +47,7 @@ fn exercise(dir: &Path, out: &Path) {
         let _ = ck2core::views::memory::environment(&p);
         let pat = ck2core::views::memory::Pattern::literal(b"CK2CORE").unwrap();
         let _ = ck2core::views::memory::search(&p, &pat, 8, 10);
+        let _ = ck2core::report::process_report(&p, &report_options(None));
         let meta = serde_json::to_vec(&ck2core::views::core_metadata(&ck, &p, None)).ok();
         if let Ok(plan) = Plan::new(
             &p,
@@ -58,6 +59,72 @@ fn exercise(dir: &Path, out: &Path) {
             let _ = plan.write(out, t.pid, true, &mut |_| {});
         }
     }
+}
+
+fn report_options(rootfs: Option<&Path>) -> ck2core::report::ReportOptions {
+    ck2core::report::ReportOptions {
+        stack_words: 64,
+        debug: ck2core::report::modules::DebugDirs {
+            host: Vec::new(),
+            rootfs: rootfs.map(Path::to_path_buf),
+        },
+    }
+}
+
+/// The report parses ELF files an attacker can supply (rootfs-diff.tar, a shared
+/// root): the ckfix binary with bytes flipped anywhere but its build-id (so it is
+/// still accepted as the mapped file) must never make it panic or hang.
+#[test]
+fn damaged_elf_files_never_panic_the_report() {
+    let work = scratch("mutations-elf");
+    let root = work.join("root");
+    std::fs::create_dir_all(root.join("ckfix/bin")).unwrap();
+    let good = std::fs::read(testdata().join("host-rootfs/ckfix/bin/ckfix")).unwrap();
+    let id = [
+        0x93u8, 0xfb, 0x13, 0x40, 0x11, 0x0d, 0x67, 0x57, 0x4a, 0x7e, 0x16, 0xb7, 0xf1, 0x2c, 0x4f,
+        0x48, 0x1b, 0xc8, 0xf7, 0xda,
+    ];
+    let id_at = good
+        .windows(20)
+        .position(|w| w == id)
+        .expect("build-id in ckfix");
+    let ck = Checkpoint::open(
+        &Input::Path(testdata().join("ckfix/images")),
+        &OpenOptions {
+            rootfs: Some(root.clone()),
+            ..Default::default()
+        },
+    )
+    .unwrap();
+    let mut rng = Rng(0x5eed_e1f0);
+    let mut symbolized = 0;
+    for round in 0..300 {
+        let mut bytes = good.clone();
+        for _ in 0..1 + rng.below(8) {
+            let at = rng.below(bytes.len() as u64) as usize;
+            if (id_at - 16..id_at + 20).contains(&at) {
+                continue;
+            }
+            bytes[at] = match rng.below(3) {
+                0 => bytes[at] ^ (1 << rng.below(8)),
+                1 => 0xff,
+                _ => rng.next() as u8,
+            };
+        }
+        std::fs::write(root.join("ckfix/bin/ckfix"), &bytes).unwrap();
+        let r = catch_unwind(AssertUnwindSafe(|| {
+            let p = ck.process(31227).unwrap();
+            ck2core::report::process_report(&p, &report_options(Some(&root)))
+        }));
+        let r = r.unwrap_or_else(|_| panic!("round {round} panicked"));
+        symbolized += r.threads[1]
+            .frames
+            .iter()
+            .filter(|f| f.function.is_some())
+            .count();
+    }
+    // Most rounds still found the file and its symbols: the damage was exercised.
+    assert!(symbolized > 300, "only {symbolized} frames symbolized");
 }
 
 fn copy_dir(from: &Path, to: &Path) {

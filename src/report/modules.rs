@@ -548,9 +548,10 @@ fn file_bytes(data: &FileData) -> Result<Bytes, String> {
         ));
     }
     let mut out = vec![0u8; data.size as usize];
-    for (off, blob) in &data.chunks {
-        let n = blob.len().min(data.size.saturating_sub(*off)) as usize;
-        blob.read_exact_at(0, &mut out[*off as usize..*off as usize + n])
+    for (off, blob) in data.chunks.iter().filter(|(off, _)| *off < data.size) {
+        let n = blob.len().min(data.size - off) as usize;
+        let at = *off as usize;
+        blob.read_exact_at(0, &mut out[at..at + n])
             .map_err(|e| e.to_string())?;
     }
     Ok(Bytes::owned(out))
