@@ -372,6 +372,14 @@ impl Checkpoint {
         })
     }
 
+    /// The architecture of process `pid`, from its core image alone (cheap, for
+    /// summaries that don't need the process loaded).
+    pub fn arch_of(&self, pid: u32) -> Result<Arch> {
+        let name = format!("core-{pid}.img");
+        let core: pb::CoreEntry = self.images.require(&name, magic::CORE)?.single()?;
+        Arch::from_mtype(&self.images.member_name(&name), core.mtype)
+    }
+
     /// Loads process `pid` completely.
     pub fn process(&self, pid: u32) -> Result<Process> {
         let tree = self

@@ -6,7 +6,7 @@ pub mod memory;
 
 use serde::{Serialize, Serializer};
 
-use crate::arch::Registers;
+use crate::arch::{Arch, Registers};
 use crate::model::container::{dump_stats, Container, DumpStats};
 use crate::model::{Checkpoint, Process};
 
@@ -137,7 +137,7 @@ pub fn info(ck: &Checkpoint) -> Info {
     let arch = ck
         .tree
         .iter()
-        .find_map(|t| ck.process(t.pid).ok().map(|p| p.arch.name()));
+        .find_map(|t| ck.arch_of(t.pid).ok().map(Arch::name));
     Info {
         checkpoint: archive.label().to_string(),
         format: archive.format().name(),
