@@ -6,6 +6,7 @@ pub mod aarch64;
 pub mod x86_64;
 mod x86_64_syscalls;
 
+use crate::core::ElfLayout;
 use crate::error::{Error, Result};
 use crate::images::pb;
 
@@ -75,6 +76,16 @@ impl Arch {
             Arch::X86_64 => 62,
             Arch::Aarch64 => 183,
         }
+    }
+
+    /// ELF e_flags of a core, as the kernel writes them.
+    pub fn elf_flags(self) -> u32 {
+        0
+    }
+
+    /// ELF class and byte order of a core.
+    pub fn layout(self) -> ElfLayout {
+        ElfLayout::LE64
     }
 }
 
