@@ -266,7 +266,7 @@ fn unsupported_architecture_names_mtype() {
     let p = Proc::new(30);
     write_images(&dir, &[p]);
     let mut core = x86_core(30, "riscy", true);
-    core.mtype = Some(8);
+    core.mtype = Some(6);
     std::fs::write(
         dir.join("core-30.img"),
         image(ck2core::images::magic::CORE, &[core]),
@@ -276,7 +276,7 @@ fn unsupported_architecture_names_mtype() {
     assert_eq!(o.status.code(), Some(1));
     assert!(
         stderr(&o).contains(
-            "core-30.img: core_entry.mtype is 8 (RISCV64): this architecture is not supported yet"
+            "core-30.img: core_entry.mtype is 6 (MIPS): this architecture is not supported yet"
         ),
         "{}",
         stderr(&o)

@@ -3,6 +3,7 @@
 //! from `core_entry.mtype`, never from the machine running ck2core.
 
 pub mod aarch64;
+pub mod riscv64;
 pub mod x86_64;
 mod x86_64_syscalls;
 
@@ -18,6 +19,8 @@ pub enum Arch {
     X86_64,
     /// AArch64 (mtype 3).
     Aarch64,
+    /// RISC-V 64-bit (mtype 8).
+    Riscv64,
 }
 
 /// One register note a thread contributes after its NT_PRSTATUS.
@@ -50,8 +53,9 @@ impl Arch {
         match mtype {
             Some(1) => Ok(Arch::X86_64),
             Some(3) => Ok(Arch::Aarch64),
+            Some(8) => Ok(Arch::Riscv64),
             Some(m) if (m as usize) < MTYPE_NAMES.len() && m != 0 => Err(Error::Unsupported(format!(
-                "{member}: core_entry.mtype is {m} ({}): this architecture is not supported yet (x86_64 and aarch64 are)",
+                "{member}: core_entry.mtype is {m} ({}): this architecture is not supported yet (x86_64, aarch64 and riscv64 are)",
                 MTYPE_NAMES[m as usize]
             ))),
             Some(m) => Err(Error::image(
@@ -67,6 +71,7 @@ impl Arch {
         match self {
             Arch::X86_64 => "x86_64",
             Arch::Aarch64 => "aarch64",
+            Arch::Riscv64 => "riscv64",
         }
     }
 
@@ -75,12 +80,22 @@ impl Arch {
         match self {
             Arch::X86_64 => 62,
             Arch::Aarch64 => 183,
+            Arch::Riscv64 => 243,
         }
     }
 
-    /// ELF e_flags of a core, as the kernel writes them.
+    /// ELF e_flags of a core.
     pub fn elf_flags(self) -> u32 {
-        0
+        match self {
+            // gdb takes the FP register width from the core's e_flags, and without
+            // EF_RISCV_FLOAT_ABI_DOUBLE reads no FP registers. Kernels with
+            // CORE_DUMP_USE_PROCESS_EFLAGS write the executable's flags; CRIU does
+            // not record them, but a saved 64-bit f0..f31 means the D extension, and
+            // Linux riscv64 distributions are all RV64GC lp64d: EF_RISCV_RVC |
+            // EF_RISCV_FLOAT_ABI_DOUBLE.
+            Arch::Riscv64 => 0x5,
+            Arch::X86_64 | Arch::Aarch64 => 0,
+        }
     }
 
     /// ELF class and byte order of a core.
@@ -96,6 +111,8 @@ pub enum Registers {
     X86_64(Box<x86_64::Regs>),
     /// AArch64 general, FP/SIMD, TLS.
     Aarch64(Box<aarch64::Regs>),
+    /// riscv64 general and D-extension FP.
+    Riscv64(Box<riscv64::Regs>),
 }
 
 impl Registers {
@@ -121,6 +138,17 @@ impl Registers {
                     member, ti,
                 )?)))
             }
+            Arch::Riscv64 => {
+                let ti = core.ti_riscv64.as_ref().ok_or_else(|| {
+                    Error::image(
+                        member,
+                        "core_entry.ti_riscv64 (riscv64 registers) is missing",
+                    )
+                })?;
+                Ok(Registers::Riscv64(Box::new(riscv64::Regs::decode(
+                    member, ti,
+                )?)))
+            }
         }
     }
 
@@ -129,6 +157,7 @@ impl Registers {
         match self {
             Registers::X86_64(r) => r.get("rip").unwrap_or(0),
             Registers::Aarch64(r) => r.pc,
+            Registers::Riscv64(r) => r.gp[0],
         }
     }
 
@@ -137,6 +166,7 @@ impl Registers {
         match self {
             Registers::X86_64(r) => r.get("rsp").unwrap_or(0),
             Registers::Aarch64(r) => r.sp,
+            Registers::Riscv64(r) => r.gp[2],
         }
     }
 
@@ -144,8 +174,9 @@ impl Registers {
     pub fn syscall(&self) -> Option<u64> {
         match self {
             Registers::X86_64(r) => r.syscall(),
-            // user_pt_regs has no orig_x0/syscallno: CRIU can't tell.
-            Registers::Aarch64(_) => None,
+            // user_pt_regs has no orig_x0/syscallno, riscv's no orig_a0 in CRIU's
+            // image: CRIU can't tell.
+            Registers::Aarch64(_) | Registers::Riscv64(_) => None,
         }
     }
 
@@ -153,7 +184,7 @@ impl Registers {
     pub fn syscall_name(&self, nr: u64) -> Option<&'static str> {
         match self {
             Registers::X86_64(_) => x86_64_syscalls::name(nr),
-            Registers::Aarch64(_) => None,
+            Registers::Aarch64(_) | Registers::Riscv64(_) => None,
         }
     }
 
@@ -166,7 +197,7 @@ impl Registers {
                 let (ax, orig) = (r.gp[10], r.gp[15]);
                 (orig as i64) >= 0 && (ax == orig || ax as i64 == -4)
             }
-            Registers::Aarch64(_) => false,
+            Registers::Aarch64(_) | Registers::Riscv64(_) => false,
         }
     }
 
@@ -176,6 +207,7 @@ impl Registers {
         match self {
             Registers::X86_64(r) => r.groups(),
             Registers::Aarch64(r) => r.groups(),
+            Registers::Riscv64(r) => r.groups(),
         }
     }
 
@@ -184,6 +216,7 @@ impl Registers {
         match self {
             Registers::X86_64(r) => (r.prstatus_regs(), r.fpu.is_some()),
             Registers::Aarch64(r) => (r.prstatus_regs(), r.fpsimd.is_some()),
+            Registers::Riscv64(r) => (r.prstatus_regs(), r.fp.is_some()),
         }
     }
 
@@ -210,6 +243,7 @@ impl Registers {
                 out
             }
             Registers::Aarch64(r) => r.regsets(hwcap),
+            Registers::Riscv64(r) => r.regsets(),
         }
     }
 }
