@@ -211,6 +211,7 @@ fn gdb_for(arch: Arch) -> &'static str {
     let native = match arch {
         Arch::X86_64 => cfg!(target_arch = "x86_64"),
         Arch::Aarch64 => cfg!(target_arch = "aarch64"),
+        Arch::Ppc64le => cfg!(all(target_arch = "powerpc64", target_endian = "little")),
         Arch::Riscv64 => cfg!(target_arch = "riscv64"),
     };
     if native {
