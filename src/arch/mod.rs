@@ -3,6 +3,7 @@
 //! from `core_entry.mtype`, never from the machine running ck2core.
 
 pub mod aarch64;
+pub mod arm;
 pub mod ppc64;
 pub mod riscv64;
 pub mod x86_64;
@@ -18,6 +19,8 @@ use crate::images::pb;
 pub enum Arch {
     /// x86-64 (mtype 1).
     X86_64,
+    /// 32-bit ARM (mtype 2).
+    Arm,
     /// AArch64 (mtype 3).
     Aarch64,
     /// 64-bit little-endian POWER (mtype 4, PPC64, as CRIU builds it for ppc64le).
@@ -55,11 +58,12 @@ impl Arch {
     pub fn from_mtype(member: &str, mtype: Option<u32>) -> Result<Arch> {
         match mtype {
             Some(1) => Ok(Arch::X86_64),
+            Some(2) => Ok(Arch::Arm),
             Some(3) => Ok(Arch::Aarch64),
             Some(4) => Ok(Arch::Ppc64le),
             Some(8) => Ok(Arch::Riscv64),
             Some(m) if (m as usize) < MTYPE_NAMES.len() && m != 0 => Err(Error::Unsupported(format!(
-                "{member}: core_entry.mtype is {m} ({}): this architecture is not supported yet (x86_64, aarch64, ppc64le and riscv64 are)",
+                "{member}: core_entry.mtype is {m} ({}): this architecture is not supported yet (x86_64, arm, aarch64, ppc64le and riscv64 are)",
                 MTYPE_NAMES[m as usize]
             ))),
             Some(m) => Err(Error::image(
@@ -74,6 +78,7 @@ impl Arch {
     pub fn name(self) -> &'static str {
         match self {
             Arch::X86_64 => "x86_64",
+            Arch::Arm => "arm",
             Arch::Aarch64 => "aarch64",
             Arch::Ppc64le => "ppc64le",
             Arch::Riscv64 => "riscv64",
@@ -84,6 +89,7 @@ impl Arch {
     pub fn elf_machine(self) -> u16 {
         match self {
             Arch::X86_64 => 62,
+            Arch::Arm => 40,
             Arch::Aarch64 => 183,
             Arch::Ppc64le => 21,
             Arch::Riscv64 => 243,
@@ -103,13 +109,17 @@ impl Arch {
             // ppc64: the kernel's regset view has no e_flags, so its cores carry 0
             // (ELF_CORE_EFLAGS, the ELFv2 bit, is only used without regsets); gdb
             // takes ELFv2 for every little-endian 64-bit core anyway.
-            Arch::X86_64 | Arch::Aarch64 | Arch::Ppc64le => 0,
+            // arm: the kernel's regset view (user_arm_view) sets no e_flags either.
+            Arch::X86_64 | Arch::Arm | Arch::Aarch64 | Arch::Ppc64le => 0,
         }
     }
 
     /// ELF class and byte order of a core.
     pub fn layout(self) -> ElfLayout {
-        ElfLayout::LE64
+        match self {
+            Arch::Arm => ElfLayout::LE32,
+            Arch::X86_64 | Arch::Aarch64 | Arch::Ppc64le | Arch::Riscv64 => ElfLayout::LE64,
+        }
     }
 }
 
@@ -118,6 +128,8 @@ impl Arch {
 pub enum Registers {
     /// x86-64 general, FPU and extended state.
     X86_64(Box<x86_64::Regs>),
+    /// ARM general, VFP, TLS.
+    Arm(Box<arm::Regs>),
     /// AArch64 general, FP/SIMD, TLS.
     Aarch64(Box<aarch64::Regs>),
     /// ppc64le general, FP, Altivec and VSX.
@@ -137,6 +149,12 @@ impl Registers {
                 Ok(Registers::X86_64(Box::new(x86_64::Regs::decode(
                     member, ti,
                 )?)))
+            }
+            Arch::Arm => {
+                let ti = core.ti_arm.as_ref().ok_or_else(|| {
+                    Error::image(member, "core_entry.ti_arm (arm registers) is missing")
+                })?;
+                Ok(Registers::Arm(Box::new(arm::Regs::decode(member, ti)?)))
             }
             Arch::Aarch64 => {
                 let ti = core.ti_aarch64.as_ref().ok_or_else(|| {
@@ -175,6 +193,7 @@ impl Registers {
     pub fn pc(&self) -> u64 {
         match self {
             Registers::X86_64(r) => r.get("rip").unwrap_or(0),
+            Registers::Arm(r) => r.gp[15] as u64,
             Registers::Aarch64(r) => r.pc,
             Registers::Ppc64le(r) => r.pc(),
             Registers::Riscv64(r) => r.gp[0],
@@ -185,6 +204,7 @@ impl Registers {
     pub fn sp(&self) -> u64 {
         match self {
             Registers::X86_64(r) => r.get("rsp").unwrap_or(0),
+            Registers::Arm(r) => r.gp[13] as u64,
             Registers::Aarch64(r) => r.sp,
             Registers::Ppc64le(r) => r.pt[1],
             Registers::Riscv64(r) => r.gp[2],
@@ -195,10 +215,13 @@ impl Registers {
     pub fn syscall(&self) -> Option<u64> {
         match self {
             Registers::X86_64(r) => r.syscall(),
-            // aarch64's user_pt_regs has no orig_x0/syscallno and CRIU's riscv image
-            // no orig_a0, so it can't be told; for ppc64 (trap 0xc00, r0) it is not
-            // derived yet.
-            Registers::Aarch64(_) | Registers::Ppc64le(_) | Registers::Riscv64(_) => None,
+            // arm's and aarch64's pt_regs keep no system call number and CRIU's
+            // riscv image no orig_a0, so it can't be told; for ppc64 (trap 0xc00,
+            // r0) it is not derived yet.
+            Registers::Arm(_)
+            | Registers::Aarch64(_)
+            | Registers::Ppc64le(_)
+            | Registers::Riscv64(_) => None,
         }
     }
 
@@ -206,7 +229,10 @@ impl Registers {
     pub fn syscall_name(&self, nr: u64) -> Option<&'static str> {
         match self {
             Registers::X86_64(_) => x86_64_syscalls::name(nr),
-            Registers::Aarch64(_) | Registers::Ppc64le(_) | Registers::Riscv64(_) => None,
+            Registers::Arm(_)
+            | Registers::Aarch64(_)
+            | Registers::Ppc64le(_)
+            | Registers::Riscv64(_) => None,
         }
     }
 
@@ -219,7 +245,10 @@ impl Registers {
                 let (ax, orig) = (r.gp[10], r.gp[15]);
                 (orig as i64) >= 0 && (ax == orig || ax as i64 == -4)
             }
-            Registers::Aarch64(_) | Registers::Ppc64le(_) | Registers::Riscv64(_) => false,
+            Registers::Arm(_)
+            | Registers::Aarch64(_)
+            | Registers::Ppc64le(_)
+            | Registers::Riscv64(_) => false,
         }
     }
 
@@ -228,6 +257,7 @@ impl Registers {
     pub fn groups(&self) -> Vec<(&'static str, Vec<(String, String)>)> {
         match self {
             Registers::X86_64(r) => r.groups(),
+            Registers::Arm(r) => r.groups(),
             Registers::Aarch64(r) => r.groups(),
             Registers::Ppc64le(r) => r.groups(),
             Registers::Riscv64(r) => r.groups(),
@@ -238,6 +268,8 @@ impl Registers {
     pub fn prstatus(&self) -> (Vec<u8>, bool) {
         match self {
             Registers::X86_64(r) => (r.prstatus_regs(), r.fpu.is_some()),
+            // No NT_PRFPREG follows on arm (see arm.rs).
+            Registers::Arm(r) => (r.prstatus_regs(), false),
             Registers::Aarch64(r) => (r.prstatus_regs(), r.fpsimd.is_some()),
             Registers::Ppc64le(r) => (r.prstatus_regs(), r.fp.is_some()),
             Registers::Riscv64(r) => (r.prstatus_regs(), r.fp.is_some()),
@@ -266,6 +298,7 @@ impl Registers {
                 }
                 out
             }
+            Registers::Arm(r) => r.regsets(),
             Registers::Aarch64(r) => r.regsets(hwcap),
             Registers::Ppc64le(r) => r.regsets(),
             Registers::Riscv64(r) => r.regsets(),

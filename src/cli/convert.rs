@@ -210,6 +210,7 @@ fn gdb_args(gdbinit: &Path, core: &Path, rootfs: Option<&Path>, p: &Process) -> 
 fn gdb_for(arch: Arch) -> &'static str {
     let native = match arch {
         Arch::X86_64 => cfg!(target_arch = "x86_64"),
+        Arch::Arm => cfg!(target_arch = "arm"),
         Arch::Aarch64 => cfg!(target_arch = "aarch64"),
         Arch::Ppc64le => cfg!(all(target_arch = "powerpc64", target_endian = "little")),
         Arch::Riscv64 => cfg!(target_arch = "riscv64"),

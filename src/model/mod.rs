@@ -458,6 +458,17 @@ impl Checkpoint {
         let mm: pb::MmEntry = self.images.require(&mm_name, magic::MM)?.single()?;
         let mm_member = self.images.member_name(&mm_name);
         let auxv_words = &mm.mm_saved_auxv;
+        let word_max = arch.layout().word_max();
+        if let Some(i) = auxv_words.iter().position(|w| *w > word_max) {
+            return Err(Error::image(
+                &mm_member,
+                format!(
+                    "mm_saved_auxv[{i}] is {:#x}, wider than a word of a 32-bit ({}) task",
+                    auxv_words[i],
+                    arch.name()
+                ),
+            ));
+        }
         process.auxv = auxv_words
             .chunks_exact(2)
             .map(|p| (p[0], p[1]))
@@ -485,7 +496,7 @@ impl Checkpoint {
             start_stack: mm.mm_start_stack.unwrap_or(0),
         };
         process.exe = mm.exe_file_id.and_then(|id| self.mapped_file(id));
-        let vmas = self.vmas(&mm_member, &mm, page_size)?;
+        let vmas = self.vmas(&mm_member, &mm, page_size, word_max)?;
         let pagemap = Pagemap::load(&self.images, &format!("pagemap-{pid}.img"), page_size)?;
         let mut parents = Vec::new();
         if pagemap
@@ -532,7 +543,16 @@ impl Checkpoint {
         Ok(process)
     }
 
-    fn vmas(&self, member: &str, mm: &pb::MmEntry, page_size: u64) -> Result<Vec<Vma>> {
+    /// The VMAs of `mm`, checked: page aligned, in order, and (for a 32-bit task,
+    /// `word_max` 2^32 - 1) inside its address space, so that every address and page
+    /// offset fits the words of its core.
+    fn vmas(
+        &self,
+        member: &str,
+        mm: &pb::MmEntry,
+        page_size: u64,
+        word_max: u64,
+    ) -> Result<Vec<Vma>> {
         if mm.vmas.len() > MAX_VMAS {
             return Err(Error::image(
                 member,
@@ -553,6 +573,11 @@ impl Checkpoint {
                     "range {start:#x}-{end:#x} is empty, reversed or not page aligned"
                 )));
             }
+            if end - 1 > word_max {
+                return Err(err(format!(
+                    "{start:#x}-{end:#x} ends beyond the 4 GiB address space of a 32-bit task"
+                )));
+            }
             if let Some(prev) = out.last() {
                 if start < prev.end {
                     return Err(err(format!(
@@ -565,6 +590,11 @@ impl Checkpoint {
             if pgoff % page_size != 0 || pgoff.checked_add(end - start).is_none() {
                 return Err(err(format!(
                     "pgoff {pgoff:#x} is not page aligned or runs past 2^64"
+                )));
+            }
+            if pgoff / page_size > word_max {
+                return Err(err(format!(
+                    "pgoff {pgoff:#x} is beyond what a 32-bit task's page offset can be"
                 )));
             }
             let kind = vma_kind(st);

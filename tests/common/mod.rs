@@ -118,6 +118,16 @@ pub fn readelf_notes(core: &Path) -> Vec<(String, usize, String)> {
         .collect()
 }
 
+/// readelf -n of `core` as text (with the hex dump of unknown note payloads).
+pub fn readelf_notes_raw(core: &Path) -> String {
+    let out = Command::new("readelf")
+        .args(["-n", "-W"])
+        .arg(core)
+        .output()
+        .expect("readelf must be installed (see .ci/run)");
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
 /// readelf -h -l of `core`, for assertions on the class, byte order, machine and
 /// segments.
 pub fn readelf_headers(core: &Path) -> String {
