@@ -397,12 +397,12 @@ impl Checkpoint {
                 "core_entry.tc (task core) is missing in the leader",
             )
         })?;
-        let arch = Arch::from_mtype(leader_member, leader.mtype)?;
+        let arch = Arch::of_core(leader_member, leader)?;
         let state = TaskState::from_criu(tc.task_state);
         let shared_pending = pending_mask(tc.signals_s.as_ref());
         let mut threads = Vec::new();
         for (tid, member, core) in &cores {
-            let a = Arch::from_mtype(member, core.mtype)?;
+            let a = Arch::of_core(member, core)?;
             if a != arch {
                 return Err(Error::image(
                     member,
@@ -459,7 +459,8 @@ impl Checkpoint {
         let mm_member = self.images.member_name(&mm_name);
         let auxv_words = &mm.mm_saved_auxv;
         let word_max = arch.layout().word_max();
-        if let Some(i) = auxv_words.iter().position(|w| *w > word_max) {
+        let packed = arch == Arch::I386;
+        if let Some(i) = auxv_words.iter().position(|w| *w > word_max && !packed) {
             return Err(Error::image(
                 &mm_member,
                 format!(
@@ -469,11 +470,22 @@ impl Checkpoint {
                 ),
             ));
         }
-        process.auxv = auxv_words
-            .chunks_exact(2)
-            .map(|p| (p[0], p[1]))
-            .take_while(|(t, _)| *t != 0)
-            .collect();
+        process.auxv = if arch == Arch::I386 {
+            // A 32-bit task's auxv is pairs of 32-bit words; /proc/PID/auxv hands
+            // it out as the kernel's 64-bit words and x86-64 CRIU stores those: one
+            // entry per word, the type in its low half.
+            auxv_words
+                .iter()
+                .map(|w| (w & 0xffff_ffff, w >> 32))
+                .take_while(|(t, _)| *t != 0)
+                .collect()
+        } else {
+            auxv_words
+                .chunks_exact(2)
+                .map(|p| (p[0], p[1]))
+                .take_while(|(t, _)| *t != 0)
+                .collect()
+        };
         let page_size = process
             .auxv
             .iter()
