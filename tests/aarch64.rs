@@ -5,7 +5,6 @@
 mod common;
 
 use std::path::Path;
-use std::process::Command;
 
 use ck2core::images::{magic, pb};
 use common::synth::*;
@@ -38,39 +37,6 @@ fn a64_core(tid: u32, leader: bool) -> pb::CoreEntry {
         pac_keys: None,
     });
     core
-}
-
-fn gdb_multiarch(core: &Path, cmds: &[&str]) -> String {
-    let mut c = Command::new("gdb-multiarch");
-    c.args(["-nx", "-batch", "-iex", "set debuginfod enabled off"])
-        .arg("--core")
-        .arg(core);
-    for x in cmds {
-        c.args(["-ex", x]);
-    }
-    let out = c
-        .output()
-        .expect("gdb-multiarch must be installed (see .ci/run)");
-    format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    )
-}
-
-fn reg(out: &str, name: &str) -> u64 {
-    let line = out
-        .lines()
-        .find(|l| l.split_whitespace().next() == Some(name))
-        .unwrap_or_else(|| panic!("no {name} in:\n{out}"));
-    u64::from_str_radix(
-        line.split_whitespace()
-            .nth(1)
-            .unwrap()
-            .trim_start_matches("0x"),
-        16,
-    )
-    .unwrap()
 }
 
 #[test]

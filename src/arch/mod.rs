@@ -3,9 +3,14 @@
 //! from `core_entry.mtype`, never from the machine running ck2core.
 
 pub mod aarch64;
+pub mod arm;
+pub mod i386;
+pub mod ppc64;
+pub mod riscv64;
 pub mod x86_64;
 mod x86_64_syscalls;
 
+use crate::core::ElfLayout;
 use crate::error::{Error, Result};
 use crate::images::pb;
 
@@ -15,8 +20,17 @@ use crate::images::pb;
 pub enum Arch {
     /// x86-64 (mtype 1).
     X86_64,
+    /// A 32-bit (ia32 compat) task of an x86-64 checkpoint (mtype 1, gpregs.mode
+    /// COMPAT).
+    I386,
+    /// 32-bit ARM (mtype 2).
+    Arm,
     /// AArch64 (mtype 3).
     Aarch64,
+    /// 64-bit little-endian POWER (mtype 4, PPC64, as CRIU builds it for ppc64le).
+    Ppc64le,
+    /// RISC-V 64-bit (mtype 8).
+    Riscv64,
 }
 
 /// One register note a thread contributes after its NT_PRSTATUS.
@@ -44,15 +58,41 @@ const MTYPE_NAMES: [&str; 9] = [
 ];
 
 impl Arch {
+    /// The architecture of a thread's core entry: its mtype, and for x86-64 whether
+    /// the task is a 32-bit one.
+    pub fn of_core(member: &str, core: &pb::CoreEntry) -> Result<Arch> {
+        let arch = Arch::from_mtype(member, core.mtype)?;
+        let compat = core
+            .thread_info
+            .as_ref()
+            .and_then(|t| t.gpregs.as_ref())
+            .is_some_and(|g| g.mode == Some(2));
+        Ok(if arch == Arch::X86_64 && compat {
+            Arch::I386
+        } else {
+            arch
+        })
+    }
+
     /// The architecture of a thread's core image.
     pub fn from_mtype(member: &str, mtype: Option<u32>) -> Result<Arch> {
         match mtype {
             Some(1) => Ok(Arch::X86_64),
+            Some(2) => Ok(Arch::Arm),
             Some(3) => Ok(Arch::Aarch64),
-            Some(m) if (m as usize) < MTYPE_NAMES.len() && m != 0 => Err(Error::Unsupported(format!(
-                "{member}: core_entry.mtype is {m} ({}): this architecture is not supported yet (x86_64 and aarch64 are)",
-                MTYPE_NAMES[m as usize]
-            ))),
+            Some(4) => Ok(Arch::Ppc64le),
+            Some(8) => Ok(Arch::Riscv64),
+            Some(m) if (m as usize) < MTYPE_NAMES.len() && m != 0 => {
+                let why = match m {
+                    5 => "s390x images are big-endian and their cores are not written yet",
+                    7 => "its cores are not written because they cannot be verified: the gdb-multiarch ck2core is tested with (Debian's gdb 13) does not know loongarch",
+                    _ => "this architecture is not supported yet",
+                };
+                Err(Error::Unsupported(format!(
+                    "{member}: core_entry.mtype is {m} ({}): {why} (x86_64 and its 32-bit tasks, arm, aarch64, ppc64le and riscv64 are supported)",
+                    MTYPE_NAMES[m as usize]
+                )))
+            }
             Some(m) => Err(Error::image(
                 member,
                 format!("core_entry.mtype is {m}, which is no architecture CRIU knows"),
@@ -65,7 +105,11 @@ impl Arch {
     pub fn name(self) -> &'static str {
         match self {
             Arch::X86_64 => "x86_64",
+            Arch::I386 => "i386",
+            Arch::Arm => "arm",
             Arch::Aarch64 => "aarch64",
+            Arch::Ppc64le => "ppc64le",
+            Arch::Riscv64 => "riscv64",
         }
     }
 
@@ -73,7 +117,37 @@ impl Arch {
     pub fn elf_machine(self) -> u16 {
         match self {
             Arch::X86_64 => 62,
+            Arch::I386 => 3,
+            Arch::Arm => 40,
             Arch::Aarch64 => 183,
+            Arch::Ppc64le => 21,
+            Arch::Riscv64 => 243,
+        }
+    }
+
+    /// ELF e_flags of a core.
+    pub fn elf_flags(self) -> u32 {
+        match self {
+            // gdb takes the FP register width from the core's e_flags, and without
+            // EF_RISCV_FLOAT_ABI_DOUBLE reads no FP registers. Kernels with
+            // CORE_DUMP_USE_PROCESS_EFLAGS write the executable's flags; CRIU does
+            // not record them, but a saved 64-bit f0..f31 means the D extension, and
+            // Linux riscv64 distributions are all RV64GC lp64d: EF_RISCV_RVC |
+            // EF_RISCV_FLOAT_ABI_DOUBLE.
+            Arch::Riscv64 => 0x5,
+            // ppc64: the kernel's regset view has no e_flags, so its cores carry 0
+            // (ELF_CORE_EFLAGS, the ELFv2 bit, is only used without regsets); gdb
+            // takes ELFv2 for every little-endian 64-bit core anyway.
+            // arm: the kernel's regset view (user_arm_view) sets no e_flags either.
+            Arch::X86_64 | Arch::I386 | Arch::Arm | Arch::Aarch64 | Arch::Ppc64le => 0,
+        }
+    }
+
+    /// ELF class and byte order of a core.
+    pub fn layout(self) -> ElfLayout {
+        match self {
+            Arch::Arm | Arch::I386 => ElfLayout::LE32,
+            Arch::X86_64 | Arch::Aarch64 | Arch::Ppc64le | Arch::Riscv64 => ElfLayout::LE64,
         }
     }
 }
@@ -83,21 +157,38 @@ impl Arch {
 pub enum Registers {
     /// x86-64 general, FPU and extended state.
     X86_64(Box<x86_64::Regs>),
+    /// The same state of a 32-bit task, written as i386's.
+    I386(Box<x86_64::Regs>),
+    /// ARM general, VFP, TLS.
+    Arm(Box<arm::Regs>),
     /// AArch64 general, FP/SIMD, TLS.
     Aarch64(Box<aarch64::Regs>),
+    /// ppc64le general, FP, Altivec and VSX.
+    Ppc64le(Box<ppc64::Regs>),
+    /// riscv64 general and D-extension FP.
+    Riscv64(Box<riscv64::Regs>),
 }
 
 impl Registers {
     /// Decodes the registers of a thread's core entry.
     pub fn decode(member: &str, arch: Arch, core: &pb::CoreEntry) -> Result<Registers> {
         match arch {
-            Arch::X86_64 => {
+            Arch::X86_64 | Arch::I386 => {
                 let ti = core.thread_info.as_ref().ok_or_else(|| {
                     Error::image(member, "core_entry.thread_info (x86 registers) is missing")
                 })?;
-                Ok(Registers::X86_64(Box::new(x86_64::Regs::decode(
-                    member, ti,
-                )?)))
+                let r = Box::new(x86_64::Regs::decode(member, ti)?);
+                Ok(if r.compat {
+                    Registers::I386(r)
+                } else {
+                    Registers::X86_64(r)
+                })
+            }
+            Arch::Arm => {
+                let ti = core.ti_arm.as_ref().ok_or_else(|| {
+                    Error::image(member, "core_entry.ti_arm (arm registers) is missing")
+                })?;
+                Ok(Registers::Arm(Box::new(arm::Regs::decode(member, ti)?)))
             }
             Arch::Aarch64 => {
                 let ti = core.ti_aarch64.as_ref().ok_or_else(|| {
@@ -110,6 +201,25 @@ impl Registers {
                     member, ti,
                 )?)))
             }
+            Arch::Ppc64le => {
+                let ti = core.ti_ppc64.as_ref().ok_or_else(|| {
+                    Error::image(member, "core_entry.ti_ppc64 (ppc64 registers) is missing")
+                })?;
+                Ok(Registers::Ppc64le(Box::new(ppc64::Regs::decode(
+                    member, ti,
+                )?)))
+            }
+            Arch::Riscv64 => {
+                let ti = core.ti_riscv64.as_ref().ok_or_else(|| {
+                    Error::image(
+                        member,
+                        "core_entry.ti_riscv64 (riscv64 registers) is missing",
+                    )
+                })?;
+                Ok(Registers::Riscv64(Box::new(riscv64::Regs::decode(
+                    member, ti,
+                )?)))
+            }
         }
     }
 
@@ -117,7 +227,11 @@ impl Registers {
     pub fn pc(&self) -> u64 {
         match self {
             Registers::X86_64(r) => r.get("rip").unwrap_or(0),
+            Registers::I386(r) => i386::get(r, "eip").unwrap_or(0) as u64,
+            Registers::Arm(r) => r.gp[15] as u64,
             Registers::Aarch64(r) => r.pc,
+            Registers::Ppc64le(r) => r.pc(),
+            Registers::Riscv64(r) => r.gp[0],
         }
     }
 
@@ -125,7 +239,11 @@ impl Registers {
     pub fn sp(&self) -> u64 {
         match self {
             Registers::X86_64(r) => r.get("rsp").unwrap_or(0),
+            Registers::I386(r) => i386::get(r, "esp").unwrap_or(0) as u64,
+            Registers::Arm(r) => r.gp[13] as u64,
             Registers::Aarch64(r) => r.sp,
+            Registers::Ppc64le(r) => r.pt[1],
+            Registers::Riscv64(r) => r.gp[2],
         }
     }
 
@@ -133,8 +251,17 @@ impl Registers {
     pub fn syscall(&self) -> Option<u64> {
         match self {
             Registers::X86_64(r) => r.syscall(),
-            // user_pt_regs has no orig_x0/syscallno: CRIU can't tell.
-            Registers::Aarch64(_) => None,
+            Registers::I386(r) => {
+                let orig = i386::get(r, "orig_eax").unwrap_or(u32::MAX) as i32;
+                (orig >= 0).then_some(orig as u64)
+            }
+            // arm's and aarch64's pt_regs keep no system call number and CRIU's
+            // riscv image no orig_a0, so it can't be told; for ppc64 (trap 0xc00,
+            // r0) it is not derived yet.
+            Registers::Arm(_)
+            | Registers::Aarch64(_)
+            | Registers::Ppc64le(_)
+            | Registers::Riscv64(_) => None,
         }
     }
 
@@ -142,7 +269,12 @@ impl Registers {
     pub fn syscall_name(&self, nr: u64) -> Option<&'static str> {
         match self {
             Registers::X86_64(_) => x86_64_syscalls::name(nr),
-            Registers::Aarch64(_) => None,
+            // i386 numbers its system calls differently; no table yet.
+            Registers::I386(_)
+            | Registers::Arm(_)
+            | Registers::Aarch64(_)
+            | Registers::Ppc64le(_)
+            | Registers::Riscv64(_) => None,
         }
     }
 
@@ -155,7 +287,14 @@ impl Registers {
                 let (ax, orig) = (r.gp[10], r.gp[15]);
                 (orig as i64) >= 0 && (ax == orig || ax as i64 == -4)
             }
-            Registers::Aarch64(_) => false,
+            Registers::I386(r) => {
+                let (ax, orig) = (r.gp[10] as u32 as i32, r.gp[15] as u32 as i32);
+                orig >= 0 && (ax == orig || ax == -4)
+            }
+            Registers::Arm(_)
+            | Registers::Aarch64(_)
+            | Registers::Ppc64le(_)
+            | Registers::Riscv64(_) => false,
         }
     }
 
@@ -164,7 +303,11 @@ impl Registers {
     pub fn groups(&self) -> Vec<(&'static str, Vec<(String, String)>)> {
         match self {
             Registers::X86_64(r) => r.groups(),
+            Registers::I386(r) => i386::groups(r),
+            Registers::Arm(r) => r.groups(),
             Registers::Aarch64(r) => r.groups(),
+            Registers::Ppc64le(r) => r.groups(),
+            Registers::Riscv64(r) => r.groups(),
         }
     }
 
@@ -172,7 +315,12 @@ impl Registers {
     pub fn prstatus(&self) -> (Vec<u8>, bool) {
         match self {
             Registers::X86_64(r) => (r.prstatus_regs(), r.fpu.is_some()),
+            Registers::I386(r) => (i386::prstatus_regs(r), r.fpu.is_some()),
+            // No NT_PRFPREG follows on arm (see arm.rs).
+            Registers::Arm(r) => (r.prstatus_regs(), false),
             Registers::Aarch64(r) => (r.prstatus_regs(), r.fpsimd.is_some()),
+            Registers::Ppc64le(r) => (r.prstatus_regs(), r.fp.is_some()),
+            Registers::Riscv64(r) => (r.prstatus_regs(), r.fp.is_some()),
         }
     }
 
@@ -198,7 +346,11 @@ impl Registers {
                 }
                 out
             }
+            Registers::I386(r) => i386::regsets(r),
+            Registers::Arm(r) => r.regsets(),
             Registers::Aarch64(r) => r.regsets(hwcap),
+            Registers::Ppc64le(r) => r.regsets(),
+            Registers::Riscv64(r) => r.regsets(),
         }
     }
 }

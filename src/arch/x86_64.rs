@@ -78,14 +78,9 @@ impl Regs {
             g.es, g.fs, g.gs,
         ]
         .map(|v| v.unwrap_or(0));
+        // A 32-bit task's registers are in the same fields (upper halves zero);
+        // arch::i386 writes them as i386's.
         let compat = g.mode == Some(2);
-        if compat {
-            // A 64-bit core of a 32-bit task would show garbage; an ELFCLASS32
-            // EM_386 core is not written yet.
-            return Err(Error::Unsupported(format!(
-                "{member}: thread_info.gpregs.mode is COMPAT: a 32-bit (ia32) task; converting those is not supported yet"
-            )));
-        }
         let fpu = ti
             .fpregs
             .as_ref()
@@ -170,7 +165,8 @@ impl Regs {
         float.extend([
             ("fctrl".to_string(), hex(u16at(0))),
             ("fstat".to_string(), hex(u16at(2))),
-            ("ftag".to_string(), hex(u16at(4))),
+            // gdb shows the full i387 tag word, not FXSAVE's abridged one.
+            ("ftag".to_string(), hex(tag_word(fx) as u64 & 0xffff)),
             ("fop".to_string(), hex(u16at(6))),
             ("fioff".to_string(), hex(u64at(8))),
             ("fooff".to_string(), hex(u64at(16))),
@@ -205,6 +201,35 @@ impl Regs {
         out.push(("vector", vector));
         out
     }
+}
+
+/// The i387 tag word from FXSAVE's abridged tags (one bit per physical register,
+/// set if not empty) and the register contents: 0 valid, 1 zero, 2 special,
+/// 3 empty, two bits per physical register.
+pub(crate) fn tag_word(fx: &[u8; 512]) -> u32 {
+    let abridged = fx[4];
+    let top = (u16::from_le_bytes([fx[2], fx[3]]) >> 11) & 7;
+    let mut tw = 0u32;
+    for phys in 0..8u16 {
+        let tag = if abridged & (1 << phys) == 0 {
+            3
+        } else {
+            // st(i) is physical register (top + i) mod 8.
+            let st = ((phys + 8 - top) % 8) as usize;
+            let reg = &fx[32 + 16 * st..42 + 16 * st];
+            let mantissa = u64::from_le_bytes(reg[..8].try_into().unwrap());
+            let exponent = u16::from_le_bytes([reg[8], reg[9]]) & 0x7fff;
+            match exponent {
+                0x7fff => 2,
+                0 if mantissa == 0 => 1,
+                0 => 2,
+                _ if mantissa >> 63 == 1 => 0,
+                _ => 2,
+            }
+        };
+        tw |= tag << (2 * phys);
+    }
+    tw | 0xffff_0000
 }
 
 /// gdb's X86_XSTATE_SIZE(xcr0): the size gdb expects for a given feature set.
@@ -300,5 +325,20 @@ mod tests {
         assert_eq!(xstate_size(0x1f), 1088);
         assert_eq!(xstate_size(0xe7), 2688);
         assert_eq!(xstate_size(0x207), 2696);
+    }
+
+    #[test]
+    fn tag_word_classifies_registers_from_the_top_of_stack() {
+        let mut fx = [0u8; 512];
+        // top = 6: st0 is physical 6, st1 physical 7, st2 physical 0.
+        fx[2..4].copy_from_slice(&(6u16 << 11).to_le_bytes());
+        fx[4] = 0b1100_0001; // physical 0, 6, 7 in use
+                             // st0 = 1.0 (valid), st1 = 0.0 (zero), st2 = infinity (special)
+        fx[32..40].copy_from_slice(&(1u64 << 63).to_le_bytes());
+        fx[40..42].copy_from_slice(&0x3fffu16.to_le_bytes());
+        fx[64..72].copy_from_slice(&(1u64 << 63).to_le_bytes());
+        fx[72..74].copy_from_slice(&0x7fffu16.to_le_bytes());
+        // physical 0: special (2), 1..5 empty (3), 6 valid (0), 7 zero (1)
+        assert_eq!(tag_word(&fx), 0xffff_0000 | 0b01_00_11_11_11_11_11_10);
     }
 }

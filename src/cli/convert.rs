@@ -210,7 +210,12 @@ fn gdb_args(gdbinit: &Path, core: &Path, rootfs: Option<&Path>, p: &Process) -> 
 fn gdb_for(arch: Arch) -> &'static str {
     let native = match arch {
         Arch::X86_64 => cfg!(target_arch = "x86_64"),
+        // gdb built for x86-64 reads i386 cores too.
+        Arch::I386 => cfg!(any(target_arch = "x86_64", target_arch = "x86")),
+        Arch::Arm => cfg!(target_arch = "arm"),
         Arch::Aarch64 => cfg!(target_arch = "aarch64"),
+        Arch::Ppc64le => cfg!(all(target_arch = "powerpc64", target_endian = "little")),
+        Arch::Riscv64 => cfg!(target_arch = "riscv64"),
     };
     if native {
         "gdb"

@@ -5,6 +5,7 @@
 //! error rather than a shifted file. The core is written under a temporary name and
 //! renamed only when complete.
 
+pub mod layout;
 pub mod notes;
 
 use std::collections::BTreeMap;
@@ -15,10 +16,9 @@ use std::path::{Path, PathBuf};
 use crate::error::{Error, Result};
 use crate::model::memory::{AddressSpace, Extent, MappedFile, Source, Vma, VmaKind};
 use crate::model::Process;
+pub use layout::ElfLayout;
 use notes::Note;
 
-const EHDR_SIZE: u64 = 64;
-const PHDR_SIZE: u64 = 56;
 /// The kernel aligns the start of segment data to ELF_EXEC_PAGESIZE.
 const DATA_ALIGN: u64 = 4096;
 /// Above this many program headers, e_phnum holds PN_XNUM and the real count lives
@@ -80,6 +80,10 @@ impl Segment {
 pub struct Plan {
     /// e_machine.
     pub machine: u16,
+    /// e_flags.
+    pub flags: u32,
+    /// ELF class and byte order.
+    pub layout: ElfLayout,
     notes: Vec<u8>,
     /// Segments in file order.
     pub segments: Vec<Segment>,
@@ -126,7 +130,8 @@ impl Plan {
                 }
             }
         }
-        let mut notes = encode_notes(p, mem, keep)?;
+        let layout = p.arch.layout();
+        let mut notes = encode_notes(p, mem, layout, keep)?;
         if let Some(m) = &opts.metadata {
             // Last, after every thread's notes, so it can't be taken for a thread's.
             Note {
@@ -134,22 +139,33 @@ impl Plan {
                 ntype: notes::NT_CK2CORE_METADATA,
                 desc: m.clone(),
             }
-            .encode(&mut notes);
+            .encode(layout, &mut notes);
         }
         let phnum = 1 + segments.len() as u64;
-        let notes_at = EHDR_SIZE + PHDR_SIZE * phnum;
+        let notes_at = layout.ehdr_size() + layout.phdr_size() * phnum;
         let mut offset = (notes_at + notes.len() as u64).next_multiple_of(DATA_ALIGN);
         for s in &mut segments {
             s.offset = offset;
             offset += s.filesz;
         }
         let file_size = if phnum >= PN_XNUM {
-            offset.next_multiple_of(8) + 64
+            offset.next_multiple_of(8) + layout.shdr_size()
         } else {
             offset
         };
+        if file_size > layout.word_max() {
+            // Offsets in an ELFCLASS32 file are 32 bits; the model already
+            // checked that every address fits.
+            return Err(Error::Unsupported(format!(
+                "process {}: its core would be {file_size} bytes, more than a 32-bit ({}) ELF core can address",
+                p.pid(),
+                p.arch.name()
+            )));
+        }
         Ok(Plan {
             machine: p.arch.elf_machine(),
+            flags: p.arch.elf_flags(),
+            layout,
             notes,
             segments,
             file_size,
@@ -158,27 +174,38 @@ impl Plan {
     }
 
     fn headers(&self) -> Vec<u8> {
+        let l = self.layout;
         let phnum = 1 + self.segments.len() as u64;
-        let notes_at = EHDR_SIZE + PHDR_SIZE * phnum;
+        let notes_at = l.ehdr_size() + l.phdr_size() * phnum;
         let xnum = phnum >= PN_XNUM;
-        let shoff = if xnum { self.file_size - 64 } else { 0 };
+        let shoff = if xnum {
+            self.file_size - l.shdr_size()
+        } else {
+            0
+        };
         let mut h = Vec::with_capacity(notes_at as usize + self.notes.len());
         h.extend_from_slice(b"\x7fELF");
-        h.extend_from_slice(&[2, 1, 1, 0]); // ELFCLASS64, little-endian, EV_CURRENT, SYSV
+        // EI_CLASS, EI_DATA, EV_CURRENT, ELFOSABI_SYSV
+        h.extend_from_slice(&[
+            if l.class64 { 2 } else { 1 },
+            if l.big_endian { 2 } else { 1 },
+            1,
+            0,
+        ]);
         h.extend_from_slice(&[0; 8]);
-        h.extend_from_slice(&4u16.to_le_bytes()); // ET_CORE
-        h.extend_from_slice(&self.machine.to_le_bytes());
-        h.extend_from_slice(&1u32.to_le_bytes());
-        h.extend_from_slice(&0u64.to_le_bytes()); // e_entry
-        h.extend_from_slice(&EHDR_SIZE.to_le_bytes()); // e_phoff
-        h.extend_from_slice(&shoff.to_le_bytes());
-        h.extend_from_slice(&0u32.to_le_bytes()); // e_flags
-        h.extend_from_slice(&(EHDR_SIZE as u16).to_le_bytes());
-        h.extend_from_slice(&(PHDR_SIZE as u16).to_le_bytes());
-        h.extend_from_slice(&(phnum.min(PN_XNUM) as u16).to_le_bytes());
-        h.extend_from_slice(&(if xnum { 64u16 } else { 0 }).to_le_bytes()); // e_shentsize
-        h.extend_from_slice(&(xnum as u16).to_le_bytes()); // e_shnum
-        h.extend_from_slice(&0u16.to_le_bytes()); // e_shstrndx
+        l.u16(&mut h, 4); // ET_CORE
+        l.u16(&mut h, self.machine);
+        l.u32(&mut h, 1);
+        l.word_push(&mut h, 0); // e_entry
+        l.word_push(&mut h, l.ehdr_size()); // e_phoff
+        l.word_push(&mut h, shoff);
+        l.u32(&mut h, self.flags);
+        l.u16(&mut h, l.ehdr_size() as u16);
+        l.u16(&mut h, l.phdr_size() as u16);
+        l.u16(&mut h, phnum.min(PN_XNUM) as u16);
+        l.u16(&mut h, if xnum { l.shdr_size() as u16 } else { 0 }); // e_shentsize
+        l.u16(&mut h, xnum as u16); // e_shnum
+        l.u16(&mut h, 0); // e_shstrndx
         let phdr = |h: &mut Vec<u8>,
                     ty: u32,
                     flags: u32,
@@ -187,11 +214,18 @@ impl Plan {
                     filesz: u64,
                     memsz: u64,
                     align: u64| {
-            h.extend_from_slice(&ty.to_le_bytes());
-            h.extend_from_slice(&flags.to_le_bytes());
-            for v in [off, vaddr, 0, filesz, memsz, align] {
-                h.extend_from_slice(&v.to_le_bytes());
+            l.u32(h, ty);
+            if l.class64 {
+                // Elf64_Phdr keeps p_flags next to p_type, for alignment.
+                l.u32(h, flags);
             }
+            for v in [off, vaddr, 0, filesz, memsz] {
+                l.word_push(h, v);
+            }
+            if !l.class64 {
+                l.u32(h, flags);
+            }
+            l.word_push(h, align);
         };
         phdr(&mut h, 4, 0, notes_at, 0, self.notes.len() as u64, 0, 4);
         for s in &self.segments {
@@ -278,10 +312,14 @@ impl Plan {
             debug_assert_eq!(at, s.offset + s.filesz);
         }
         if self.segments.len() as u64 + 1 >= PN_XNUM {
-            let mut sh = [0u8; 64];
-            sh[32..40].copy_from_slice(&1u64.to_le_bytes()); // sh_size = e_shnum
-            sh[44..48].copy_from_slice(&((self.segments.len() + 1) as u32).to_le_bytes()); // sh_info
-            file.write_all_at(&sh, self.file_size - 64).map_err(io)?;
+            let l = self.layout;
+            let mut sh = vec![0u8; l.shdr_size() as usize];
+            // sh_size holds e_shnum (1), sh_info the real number of segments.
+            let (size_at, info_at) = if l.class64 { (32, 44) } else { (20, 28) };
+            l.put_word(&mut sh, size_at, 1);
+            l.put_u32(&mut sh, info_at, (self.segments.len() + 1) as u32);
+            file.write_all_at(&sh, self.file_size - l.shdr_size())
+                .map_err(io)?;
         }
         file.set_len(self.file_size).map_err(io)?;
         Ok(written)
@@ -428,6 +466,7 @@ fn plan_vma(
 fn encode_notes(
     p: &Process,
     mem: &AddressSpace,
+    layout: ElfLayout,
     keep: impl Fn(&MappedFile) -> bool,
 ) -> Result<Vec<u8>> {
     let args_len = p.layout.arg_end.saturating_sub(p.layout.arg_start).min(79) as usize;
@@ -441,18 +480,18 @@ fn encode_notes(
     }
     let mut list: Vec<Note> = Vec::new();
     for (i, t) in p.threads.iter().enumerate() {
-        list.push(notes::prstatus(p, t));
+        list.push(notes::prstatus(p, t, layout));
         if i == 0 {
-            list.push(notes::prpsinfo(p, &args));
+            list.push(notes::prpsinfo(p, &args, layout));
             list.push(notes::siginfo());
-            list.push(notes::auxv(p));
-            list.push(notes::nt_file(p, &keep));
+            list.push(notes::auxv(p, layout));
+            list.push(notes::nt_file(p, layout, &keep));
         }
         list.extend(notes::thread_regsets(p, t));
     }
     let mut out = Vec::new();
     for n in &list {
-        n.encode(&mut out);
+        n.encode(layout, &mut out);
     }
     Ok(out)
 }

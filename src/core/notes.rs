@@ -1,6 +1,8 @@
 //! ELF note encoding and the process-wide note payloads, byte for byte as Linux's
-//! fs/binfmt_elf.c writes them (64-bit little-endian layouts).
+//! fs/binfmt_elf.c writes them, in the core's class and byte order (the 32-bit
+//! structures are those of include/linux/elfcore.h built for a 32-bit ABI).
 
+use super::ElfLayout;
 use crate::model::memory::{MappedFile, VmaKind};
 use crate::model::{Process, TaskState, Thread};
 
@@ -35,11 +37,11 @@ pub struct Note {
 impl Note {
     /// Appends the encoded note: header, name and payload each padded to 4 bytes
     /// (core notes are 4-byte aligned even in ELFCLASS64 files).
-    pub fn encode(&self, out: &mut Vec<u8>) {
+    pub fn encode(&self, layout: ElfLayout, out: &mut Vec<u8>) {
         let namesz = self.name.len() + 1;
-        out.extend_from_slice(&(namesz as u32).to_le_bytes());
-        out.extend_from_slice(&(self.desc.len() as u32).to_le_bytes());
-        out.extend_from_slice(&self.ntype.to_le_bytes());
+        layout.u32(out, namesz as u32);
+        layout.u32(out, self.desc.len() as u32);
+        layout.u32(out, self.ntype);
         out.extend_from_slice(self.name.as_bytes());
         out.resize(out.len() + namesz.next_multiple_of(4) - self.name.len(), 0);
         out.extend_from_slice(&self.desc);
@@ -47,22 +49,26 @@ impl Note {
     }
 }
 
-fn put<const N: usize>(buf: &mut [u8], at: usize, v: [u8; N]) {
-    buf[at..at + N].copy_from_slice(&v);
-}
-
 /// NT_PRSTATUS for `t`: signal state, ids, registers, `pr_fpvalid`.
-pub fn prstatus(p: &Process, t: &Thread) -> Note {
+///
+/// `struct elf_prstatus_common` is 112 bytes with 64-bit longs and 72 with 32-bit
+/// ones (the signal words and the four `timeval`s shrink); `pr_reg` follows it,
+/// then the int `pr_fpvalid`, and the whole is padded to the alignment of a long.
+pub fn prstatus(p: &Process, t: &Thread, l: ElfLayout) -> Note {
     let (regs, fpvalid) = t.regs.prstatus();
-    let mut d = vec![0u8; 112 + regs.len() + 8];
-    put(&mut d, 16, t.pending.to_le_bytes());
-    put(&mut d, 24, t.blocked.to_le_bytes());
-    put(&mut d, 32, t.tid.to_le_bytes());
-    put(&mut d, 36, p.tree.ppid.to_le_bytes());
-    put(&mut d, 40, p.tree.pgid.to_le_bytes());
-    put(&mut d, 44, p.tree.sid.to_le_bytes());
-    d[112..112 + regs.len()].copy_from_slice(&regs);
-    put(&mut d, 112 + regs.len(), (fpvalid as u32).to_le_bytes());
+    let w = l.word();
+    let common = 16 + 2 * w + 16 + 8 * w;
+    let mut d = vec![0u8; (common + regs.len() + 4).next_multiple_of(w)];
+    l.put_word(&mut d, 16, t.pending);
+    l.put_word(&mut d, 16 + w, t.blocked);
+    for (i, id) in [t.tid, p.tree.ppid, p.tree.pgid, p.tree.sid]
+        .into_iter()
+        .enumerate()
+    {
+        l.put_u32(&mut d, 16 + 2 * w + 4 * i, id);
+    }
+    d[common..common + regs.len()].copy_from_slice(&regs);
+    l.put_u32(&mut d, common + regs.len(), fpvalid as u32);
     Note {
         name: "CORE",
         ntype: NT_PRSTATUS,
@@ -71,8 +77,15 @@ pub fn prstatus(p: &Process, t: &Thread) -> Note {
 }
 
 /// NT_PRPSINFO: state, ids, comm, and the first 79 bytes of the argument area.
-pub fn prpsinfo(p: &Process, args_area: &[u8]) -> Note {
-    let mut d = vec![0u8; 136];
+///
+/// 136 bytes with 64-bit longs. The 32-bit ABIs ck2core writes (arm, i386) have a
+/// 16-bit `__kernel_uid_t`, which makes it 124 bytes.
+pub fn prpsinfo(p: &Process, args_area: &[u8], l: ElfLayout) -> Note {
+    let w = l.word();
+    let uid16 = !l.class64;
+    let ids_at = 2 * w + if uid16 { 4 } else { 8 };
+    let fname_at = ids_at + 16;
+    let mut d = vec![0u8; (fname_at + 16 + 80).next_multiple_of(w)];
     let state: u8 = match p.state {
         TaskState::Alive => 1,
         TaskState::Stopped => 3,
@@ -83,21 +96,31 @@ pub fn prpsinfo(p: &Process, args_area: &[u8]) -> Note {
     d[1] = b"RSDTZW"[state as usize];
     d[2] = (p.state == TaskState::Zombie) as u8;
     d[3] = p.threads.first().map_or(0, |t| t.nice) as i8 as u8;
-    put(&mut d, 8, (p.flags as u64).to_le_bytes());
+    // pr_flag starts at the first long boundary after the four chars.
+    l.put_word(&mut d, w, p.flags as u64);
     let creds = p.creds();
-    put(&mut d, 16, creds.uid[0].to_le_bytes());
-    put(&mut d, 20, creds.gid[0].to_le_bytes());
-    put(&mut d, 24, p.pid().to_le_bytes());
-    put(&mut d, 28, p.tree.ppid.to_le_bytes());
-    put(&mut d, 32, p.tree.pgid.to_le_bytes());
-    put(&mut d, 36, p.tree.sid.to_le_bytes());
+    if uid16 {
+        // As the kernel's high2lowuid: ids above 65535 become the overflow id.
+        let low = |v: u32| u16::try_from(v).unwrap_or(65534);
+        l.put_u16(&mut d, 2 * w, low(creds.uid[0]));
+        l.put_u16(&mut d, 2 * w + 2, low(creds.gid[0]));
+    } else {
+        l.put_u32(&mut d, 2 * w, creds.uid[0]);
+        l.put_u32(&mut d, 2 * w + 4, creds.gid[0]);
+    }
+    for (i, id) in [p.pid(), p.tree.ppid, p.tree.pgid, p.tree.sid]
+        .into_iter()
+        .enumerate()
+    {
+        l.put_u32(&mut d, ids_at + 4 * i, id);
+    }
     let comm = p.comm.as_bytes();
     let n = comm.len().min(15);
-    d[40..40 + n].copy_from_slice(&comm[..n]);
+    d[fname_at..fname_at + n].copy_from_slice(&comm[..n]);
     // As the kernel does: up to 79 bytes, every NUL turned into a space.
     let n = args_area.len().min(79);
     for (i, b) in args_area[..n].iter().enumerate() {
-        d[56 + i] = if *b == 0 { b' ' } else { *b };
+        d[fname_at + 16 + i] = if *b == 0 { b' ' } else { *b };
     }
     Note {
         name: "CORE",
@@ -116,11 +139,11 @@ pub fn siginfo() -> Note {
 }
 
 /// NT_AUXV: the saved pairs, always terminated by AT_NULL (CRIU truncates it).
-pub fn auxv(p: &Process) -> Note {
-    let mut d = Vec::with_capacity((p.auxv.len() + 1) * 16);
+pub fn auxv(p: &Process, l: ElfLayout) -> Note {
+    let mut d = Vec::with_capacity((p.auxv.len() + 1) * 2 * l.word());
     for (t, v) in p.auxv.iter().chain(std::iter::once(&(0, 0))) {
-        d.extend_from_slice(&t.to_le_bytes());
-        d.extend_from_slice(&v.to_le_bytes());
+        l.word_push(&mut d, *t);
+        l.word_push(&mut d, *v);
     }
     Note {
         name: "CORE",
@@ -132,7 +155,7 @@ pub fn auxv(p: &Process) -> Note {
 /// NT_FILE: every mapping of a regular file, in address order, for which `keep` is
 /// true. Shared memory (memfd, /dev/zero, SysV) is left out: its content is in the
 /// core, and gdb would only warn that it cannot open such a file.
-pub fn nt_file(p: &Process, keep: impl Fn(&MappedFile) -> bool) -> Note {
+pub fn nt_file(p: &Process, l: ElfLayout, keep: impl Fn(&MappedFile) -> bool) -> Note {
     let mut entries = Vec::new();
     let mut names = Vec::new();
     let mut count = 0u64;
@@ -144,16 +167,16 @@ pub fn nt_file(p: &Process, keep: impl Fn(&MappedFile) -> bool) -> Note {
         let Some(f) = v.file.as_ref().filter(|f| keep(f)) else {
             continue;
         };
-        entries.extend_from_slice(&v.start.to_le_bytes());
-        entries.extend_from_slice(&v.end.to_le_bytes());
-        entries.extend_from_slice(&(v.pgoff / ps).to_le_bytes());
+        l.word_push(&mut entries, v.start);
+        l.word_push(&mut entries, v.end);
+        l.word_push(&mut entries, v.pgoff / ps);
         names.extend_from_slice(f.path.as_bytes());
         names.push(0);
         count += 1;
     }
-    let mut d = Vec::with_capacity(16 + entries.len() + names.len());
-    d.extend_from_slice(&count.to_le_bytes());
-    d.extend_from_slice(&ps.to_le_bytes());
+    let mut d = Vec::with_capacity(2 * l.word() + entries.len() + names.len());
+    l.word_push(&mut d, count);
+    l.word_push(&mut d, ps);
     d.extend_from_slice(&entries);
     d.extend_from_slice(&names);
     Note {

@@ -405,12 +405,12 @@ impl Checkpoint {
                 "core_entry.tc (task core) is missing in the leader",
             )
         })?;
-        let arch = Arch::from_mtype(leader_member, leader.mtype)?;
+        let arch = Arch::of_core(leader_member, leader)?;
         let state = TaskState::from_criu(tc.task_state);
         let shared_pending = pending_mask(tc.signals_s.as_ref());
         let mut threads = Vec::new();
         for (tid, member, core) in &cores {
-            let a = Arch::from_mtype(member, core.mtype)?;
+            let a = Arch::of_core(member, core)?;
             if a != arch {
                 return Err(Error::image(
                     member,
@@ -466,11 +466,34 @@ impl Checkpoint {
         let mm: pb::MmEntry = self.images.require(&mm_name, magic::MM)?.single()?;
         let mm_member = self.images.member_name(&mm_name);
         let auxv_words = &mm.mm_saved_auxv;
-        process.auxv = auxv_words
-            .chunks_exact(2)
-            .map(|p| (p[0], p[1]))
-            .take_while(|(t, _)| *t != 0)
-            .collect();
+        let word_max = arch.layout().word_max();
+        let packed = arch == Arch::I386;
+        if let Some(i) = auxv_words.iter().position(|w| *w > word_max && !packed) {
+            return Err(Error::image(
+                &mm_member,
+                format!(
+                    "mm_saved_auxv[{i}] is {:#x}, wider than a word of a 32-bit ({}) task",
+                    auxv_words[i],
+                    arch.name()
+                ),
+            ));
+        }
+        process.auxv = if arch == Arch::I386 {
+            // A 32-bit task's auxv is pairs of 32-bit words; /proc/PID/auxv hands
+            // it out as the kernel's 64-bit words and x86-64 CRIU stores those: one
+            // entry per word, the type in its low half.
+            auxv_words
+                .iter()
+                .map(|w| (w & 0xffff_ffff, w >> 32))
+                .take_while(|(t, _)| *t != 0)
+                .collect()
+        } else {
+            auxv_words
+                .chunks_exact(2)
+                .map(|p| (p[0], p[1]))
+                .take_while(|(t, _)| *t != 0)
+                .collect()
+        };
         let page_size = process
             .auxv
             .iter()
@@ -493,7 +516,7 @@ impl Checkpoint {
             start_stack: mm.mm_start_stack.unwrap_or(0),
         };
         process.exe = mm.exe_file_id.and_then(|id| self.mapped_file(id));
-        let vmas = self.vmas(&mm_member, &mm, page_size)?;
+        let vmas = self.vmas(&mm_member, &mm, page_size, word_max)?;
         let pagemap = Pagemap::load(&self.images, &format!("pagemap-{pid}.img"), page_size)?;
         let mut parents = Vec::new();
         if pagemap
@@ -540,7 +563,16 @@ impl Checkpoint {
         Ok(process)
     }
 
-    fn vmas(&self, member: &str, mm: &pb::MmEntry, page_size: u64) -> Result<Vec<Vma>> {
+    /// The VMAs of `mm`, checked: page aligned, in order, and (for a 32-bit task,
+    /// `word_max` 2^32 - 1) inside its address space, so that every address and page
+    /// offset fits the words of its core.
+    fn vmas(
+        &self,
+        member: &str,
+        mm: &pb::MmEntry,
+        page_size: u64,
+        word_max: u64,
+    ) -> Result<Vec<Vma>> {
         if mm.vmas.len() > MAX_VMAS {
             return Err(Error::image(
                 member,
@@ -561,6 +593,11 @@ impl Checkpoint {
                     "range {start:#x}-{end:#x} is empty, reversed or not page aligned"
                 )));
             }
+            if end - 1 > word_max {
+                return Err(err(format!(
+                    "{start:#x}-{end:#x} ends beyond the 4 GiB address space of a 32-bit task"
+                )));
+            }
             if let Some(prev) = out.last() {
                 if start < prev.end {
                     return Err(err(format!(
@@ -573,6 +610,11 @@ impl Checkpoint {
             if pgoff % page_size != 0 || pgoff.checked_add(end - start).is_none() {
                 return Err(err(format!(
                     "pgoff {pgoff:#x} is not page aligned or runs past 2^64"
+                )));
+            }
+            if pgoff / page_size > word_max {
+                return Err(err(format!(
+                    "pgoff {pgoff:#x} is beyond what a 32-bit task's page offset can be"
                 )));
             }
             let kind = vma_kind(st);

@@ -59,6 +59,101 @@ pub fn gdb(core: &Path, sysroot: Option<&Path>, exe: Option<&Path>, commands: &[
     s
 }
 
+/// Runs gdb-multiarch in batch mode on `core` alone (no executable), then
+/// `commands`. Returns stdout and stderr together.
+pub fn gdb_multiarch(core: &Path, commands: &[&str]) -> String {
+    let mut c = Command::new("gdb-multiarch");
+    c.args(["-nx", "-batch", "-iex", "set debuginfod enabled off"])
+        .args(["-iex", "set pagination off", "-iex", "set width 0"])
+        .arg("--core")
+        .arg(core);
+    for x in commands {
+        c.args(["-ex", x]);
+    }
+    let out = c
+        .output()
+        .expect("gdb-multiarch must be installed (see .ci/run)");
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    )
+}
+
+/// The value gdb printed for register `name` (first `name 0x...` line).
+pub fn reg(out: &str, name: &str) -> u64 {
+    let line = out
+        .lines()
+        .find(|l| l.split_whitespace().next() == Some(name))
+        .unwrap_or_else(|| panic!("no {name} in:\n{out}"));
+    u64::from_str_radix(
+        line.split_whitespace()
+            .nth(1)
+            .unwrap()
+            .trim_start_matches("0x"),
+        16,
+    )
+    .unwrap_or_else(|_| panic!("{name} is not hex in {line:?}"))
+}
+
+/// The notes of `core` as readelf lists them: (owner, size, description).
+/// readelf is an oracle independent of ck2core's writer and of the core's class
+/// and byte order.
+pub fn readelf_notes(core: &Path) -> Vec<(String, usize, String)> {
+    let out = Command::new("readelf")
+        .args(["-n", "-W"])
+        .arg(core)
+        .output()
+        .expect("readelf must be installed (see .ci/run)");
+    assert!(out.status.success(), "readelf -n failed");
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .filter_map(|l| {
+            let mut it = l.split_whitespace();
+            let owner = it.next()?;
+            let size = usize::from_str_radix(it.next()?.strip_prefix("0x")?, 16).ok()?;
+            let desc = it.next()?.to_string();
+            Some((owner.to_string(), size, desc))
+        })
+        .collect()
+}
+
+/// readelf -n of `core` as text (with the hex dump of unknown note payloads).
+pub fn readelf_notes_raw(core: &Path) -> String {
+    let out = Command::new("readelf")
+        .args(["-n", "-W"])
+        .arg(core)
+        .output()
+        .expect("readelf must be installed (see .ci/run)");
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// readelf -h -l of `core`, for assertions on the class, byte order, machine and
+/// segments.
+pub fn readelf_headers(core: &Path) -> String {
+    let out = Command::new("readelf")
+        .args(["-h", "-l", "-W"])
+        .arg(core)
+        .output()
+        .expect("readelf must be installed (see .ci/run)");
+    assert!(out.status.success(), "readelf -h -l failed");
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// The value of a `readelf -h` field (e.g. "Class", "Machine", "Flags").
+pub fn header_field(headers: &str, field: &str) -> String {
+    headers
+        .lines()
+        .find_map(|l| {
+            l.trim()
+                .strip_prefix(field)
+                .and_then(|r| r.trim_start().strip_prefix(':'))
+        })
+        .unwrap_or_else(|| panic!("no {field} in:\n{headers}"))
+        .trim()
+        .to_string()
+}
+
 /// The commands of a gdb command file from testdata/how-made.
 pub fn oracle_commands(name: &str) -> Vec<String> {
     std::fs::read_to_string(testdata().join("how-made").join(name))
@@ -134,7 +229,11 @@ pub fn parse_threads(out: &str) -> BTreeMap<u32, ThreadView> {
         } else {
             let mut it = line.split_whitespace();
             if let (Some(name), Some(val)) = (it.next(), it.next()) {
-                if let Some(hex) = val.strip_prefix("0x") {
+                // Floating-point registers show their bits as "(raw 0x...)".
+                let raw = line
+                    .rsplit_once("(raw 0x")
+                    .and_then(|(_, r)| r.strip_suffix(')'));
+                if let Some(hex) = val.strip_prefix("0x").or(raw) {
                     if let Ok(v) = u64::from_str_radix(hex, 16) {
                         t.regs.insert(name.to_string(), v);
                     }
@@ -267,4 +366,51 @@ impl CoreFile {
 pub fn disk_usage(path: &Path) -> u64 {
     use std::os::unix::fs::MetadataExt;
     std::fs::metadata(path).unwrap().blocks() * 512
+}
+
+/// Checks that `ck2core threads --regs` names every register of `groups` as gdb
+/// does, with the value gdb printed: each listed register must be in `gdb` (the
+/// output of `thread apply all info registers ...`) with the same value; values
+/// wider than 64 bits as the `uint128` member gdb shows for vector registers.
+pub fn assert_threads_regs_match_gdb(checkpoint: &Path, gdb: &str, groups: &[&str]) {
+    let out = ck2core(&["threads", checkpoint.to_str().unwrap(), "--regs", "--json"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let json: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let views = parse_threads(gdb);
+    let mut checked = 0;
+    for t in json["threads"].as_array().unwrap() {
+        let tid = t["tid"].as_u64().unwrap() as u32;
+        let view = &views[&tid];
+        for g in groups {
+            let regs = t["registers"][*g]
+                .as_object()
+                .unwrap_or_else(|| panic!("no group {g} for {tid}: {t}"));
+            for (name, v) in regs {
+                let v = v.as_str().unwrap();
+                if v.len() > 18 {
+                    // A vector register: gdb shows it as a union with a uint128
+                    // member (values in the tests differ per thread).
+                    assert!(
+                        gdb.contains(name.as_str()) && gdb.contains(&format!("uint128 = {v}")),
+                        "ck2core threads says {name} = {v} for {tid}; gdb:\n{gdb}"
+                    );
+                    checked += 1;
+                    continue;
+                }
+                let want = u64::from_str_radix(v.trim_start_matches("0x"), 16)
+                    .unwrap_or_else(|_| panic!("{name} = {v}"));
+                assert_eq!(
+                    view.regs.get(name),
+                    Some(&want),
+                    "ck2core threads says {name} = {v} for {tid}; gdb:\n{gdb}"
+                );
+                checked += 1;
+            }
+        }
+    }
+    assert!(checked > 0, "no register compared");
 }

@@ -142,13 +142,12 @@ pub fn x86_core(tid: u32, comm: &str, leader: bool) -> pb::CoreEntry {
             comm: Some(comm.to_string()),
             ..Default::default()
         }),
-        ids: None,
-        ti_aarch64: None,
         thread_core: Some(pb::ThreadCoreEntry {
             comm: Some(comm.to_string()),
             blk_sigset: Some(0),
             ..Default::default()
         }),
+        ..Default::default()
     }
 }
 
@@ -295,4 +294,76 @@ pub fn page_with(text: &str) -> Vec<u8> {
     let mut p = vec![0u8; PAGE as usize];
     p[..text.len()].copy_from_slice(text.as_bytes());
     p
+}
+
+/// A two-thread process of another architecture (threads `pid` and `pid + 1`),
+/// with two anonymous read-write mappings whose saved pages hold known bytes.
+pub struct Foreign {
+    /// Process id (the leader's tid).
+    pub pid: u32,
+    /// Page size (also put into the auxv as AT_PAGESZ by the caller).
+    pub page: u64,
+    /// Start of the first mapping.
+    pub base: u64,
+    /// `mm_saved_auxv` words, as CRIU stores them.
+    pub auxv: Vec<u64>,
+}
+
+impl Foreign {
+    /// Address of the text "<TAG>-PAGE" (the first mapping's second page).
+    pub fn text_at(&self) -> u64 {
+        self.base + self.page
+    }
+    /// Address of "LASTWORD" (the last 8 bytes of the first mapping).
+    pub fn last_word_at(&self) -> u64 {
+        self.base + 2 * self.page - 8
+    }
+    /// Address of "SECOND-VMA" (the start of the second mapping).
+    pub fn second_at(&self) -> u64 {
+        self.base + 4 * self.page
+    }
+}
+
+/// Writes the images of `f` into `dir`: every thread's core from `core(tid,
+/// leader)`, the mm with mappings [base, base+2p) (first page untouched, second
+/// saved) and [base+4p, base+5p) (saved), and their pages. `tag` starts the text of
+/// the first saved page.
+pub fn write_foreign(
+    dir: &Path,
+    f: &Foreign,
+    tag: &str,
+    core: impl Fn(u32, bool) -> pb::CoreEntry,
+) {
+    let mut p = Proc::new(f.pid);
+    p.threads = vec![f.pid, f.pid + 1];
+    write_images(dir, &[p]);
+    for tid in [f.pid, f.pid + 1] {
+        put(
+            dir,
+            &format!("core-{tid}.img"),
+            magic::CORE,
+            &[core(tid, tid == f.pid)],
+        );
+    }
+    let mm = pb::MmEntry {
+        mm_saved_auxv: f.auxv.clone(),
+        vmas: vec![
+            anon_vma(f.base, f.base + 2 * f.page),
+            anon_vma(f.second_at(), f.second_at() + f.page),
+        ],
+        ..Default::default()
+    };
+    put(dir, &format!("mm-{}.img", f.pid), magic::MM, &[mm]);
+    std::fs::write(
+        dir.join(format!("pagemap-{}.img", f.pid)),
+        pagemap(f.pid, &[run(f.text_at(), 1, 4), run(f.second_at(), 1, 4)]),
+    )
+    .unwrap();
+    let ps = f.page as usize;
+    let mut pages = vec![0u8; 2 * ps];
+    let text = format!("{tag}-PAGE\0");
+    pages[..text.len()].copy_from_slice(text.as_bytes());
+    pages[ps - 8..ps].copy_from_slice(b"LASTWORD");
+    pages[ps..ps + 11].copy_from_slice(b"SECOND-VMA\0");
+    std::fs::write(dir.join(format!("pages-{}.img", f.pid)), pages).unwrap();
 }
