@@ -9,6 +9,7 @@ pub mod unwind;
 
 use serde::Serialize;
 
+use crate::arch::Arch;
 use crate::model::{Checkpoint, Process};
 use crate::rootfs::hex;
 use crate::views::{self, Hex, ThreadRow};
@@ -189,12 +190,12 @@ pub fn process_report(p: &Process, opts: &ReportOptions) -> ProcessReport {
             }
             let (frames, unwind_stopped, stack) = match &mem {
                 Some(mem) => {
-                    let (raw, stopped) = unwind::unwind(&t.regs, mem, modules);
+                    let (raw, stopped) = unwind::unwind(p.arch, &t.regs, mem, modules);
                     let raw = unwind::add_tail_calls(raw, modules);
                     (
                         frames(&raw, modules),
                         stopped,
-                        stack_words(t.regs.sp(), opts.stack_words, mem, modules),
+                        stack_words(p.arch, t.regs.sp(), opts.stack_words, mem, modules),
                     )
                 }
                 None => (
@@ -301,12 +302,32 @@ fn frames(raw: &[RawFrame], modules: &Modules) -> Vec<Frame> {
     out
 }
 
-/// `n` words from `sp` up, code pointers symbolized.
-fn stack_words(sp: u64, n: usize, mem: &Memory<'_>, modules: &Modules) -> Vec<StackWord> {
+/// `n` words (of the architecture's size and byte order) from `sp` up, code
+/// pointers symbolized.
+fn stack_words(
+    arch: Arch,
+    sp: u64,
+    n: usize,
+    mem: &Memory<'_>,
+    modules: &Modules,
+) -> Vec<StackWord> {
+    let layout = arch.layout();
+    let size = if layout.class64 { 8 } else { 4 };
     (0..n as u64)
-        .map_while(|i| sp.checked_add(8 * i))
+        .map_while(|i| sp.checked_add(size * i))
         .map(|addr| {
-            let value = mem.word(addr);
+            let mut b = [0u8; 8];
+            let value = mem.read(addr, &mut b[..size as usize]).map(|_| {
+                let b = &b[..size as usize];
+                b.iter().enumerate().fold(0u64, |v, (i, byte)| {
+                    let shift = if layout.big_endian {
+                        size as usize - 1 - i
+                    } else {
+                        i
+                    };
+                    v | (*byte as u64) << (8 * shift)
+                })
+            });
             StackWord {
                 address: Hex(addr),
                 value: value.map(Hex),

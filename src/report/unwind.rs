@@ -156,6 +156,9 @@ impl Desc {
                 fp: 29,
                 ra: 30,
             }),
+            // Registers and stack words are reported; frames beyond the first are not
+            // looked for yet on these.
+            Arch::I386 | Arch::Arm | Arch::Ppc64le | Arch::Riscv64 => None,
         }
     }
 }
@@ -182,6 +185,7 @@ fn initial(regs: &Registers) -> Regs {
             }
             r.v[31] = Some(a.sp);
         }
+        _ => {}
     }
     r
 }
@@ -189,21 +193,26 @@ fn initial(regs: &Registers) -> Regs {
 /// Walks the stack of a thread whose registers are `regs`. Returns the frames,
 /// innermost first, and why the walk stopped if it stopped early.
 pub fn unwind(
+    arch: Arch,
     regs: &Registers,
     mem: &Memory<'_>,
     modules: &Modules,
 ) -> (Vec<RawFrame>, Option<String>) {
-    let Some(desc) = Desc::of(arch_of(regs)) else {
-        return (Vec::new(), Some("no unwinder for this architecture".into()));
-    };
-    let mut cur = initial(regs);
-    let mut frames = vec![RawFrame {
-        pc: cur.pc,
-        sp: cur.v[desc.sp as usize].unwrap_or(0),
+    let frame0 = RawFrame {
+        pc: regs.pc(),
+        sp: regs.sp(),
         trust: Trust::Context,
         is_return_address: false,
         signal_trampoline: false,
-    }];
+    };
+    let Some(desc) = Desc::of(arch) else {
+        return (
+            vec![frame0],
+            Some(format!("callers are not looked for on {} yet", arch.name())),
+        );
+    };
+    let mut cur = initial(regs);
+    let mut frames = vec![frame0];
     let mut ctx = Box::new(UnwindContext::new());
     loop {
         if frames.len() >= MAX_FRAMES {
@@ -304,13 +313,6 @@ pub fn add_tail_calls(frames: Vec<RawFrame>, modules: &Modules) -> Vec<RawFrame>
     out
 }
 
-fn arch_of(regs: &Registers) -> Arch {
-    match regs {
-        Registers::X86_64(_) => Arch::X86_64,
-        Registers::Aarch64(_) => Arch::Aarch64,
-    }
-}
-
 /// The register state before a signal, if `pc` is the kernel's sigreturn
 /// trampoline (glibc's `__restore_rt` on x86-64, the vDSO's on arm64).
 fn signal_frame(desc: &Desc, pc: u64, sp: u64, mem: &Memory<'_>) -> Option<Regs> {
@@ -360,6 +362,7 @@ fn signal_frame(desc: &Desc, pc: u64, sp: u64, mem: &Memory<'_>) -> Option<Regs>
             }
             Some(r)
         }
+        _ => None,
     }
 }
 
@@ -634,5 +637,6 @@ fn is_call_site(desc: &Desc, addr: u64, mem: &Memory<'_>, modules: &Modules) -> 
             // BL imm26, BLR Xn
             insn & 0xfc00_0000 == 0x9400_0000 || insn & 0xffff_fc1f == 0xd63f_0000
         }
+        _ => false,
     }
 }
