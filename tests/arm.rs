@@ -144,6 +144,47 @@ fn synthetic_arm_registers_memory_and_notes() {
     assert!(got.contains("\"ARM32-PAGE\""), "{got}");
     assert!(got.contains("\"LASTWORD\""), "{got}");
     assert!(got.contains("\"SECOND-VMA\""), "{got}");
+
+    // The report speaks arm too: its register names, 32-bit stack words.
+    let out = ck2core(&[
+        "report",
+        dir.to_str().unwrap(),
+        "--json",
+        "--stack-words",
+        "4",
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let r: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let t = &r["processes"][0]["threads"][1];
+    assert_eq!(t["tid"], 51);
+    for (i, name) in ck2core::arch::arm::GP_NAMES.iter().enumerate().take(16) {
+        assert_eq!(
+            t["registers"]["general"][*name],
+            format!("{:#x}", gp(51, i)),
+            "{name} in the report"
+        );
+    }
+    assert_eq!(t["frames"][0]["pc"], format!("{:#x}", gp(51, 15)));
+    assert_eq!(t["frames"][0]["trust"], "context");
+    let words: Vec<u64> = t["stack"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|w| {
+            u64::from_str_radix(w["address"].as_str().unwrap().trim_start_matches("0x"), 16)
+                .unwrap()
+        })
+        .collect();
+    assert_eq!(
+        words,
+        (0..4)
+            .map(|i| gp(51, 13) as u64 + 4 * i)
+            .collect::<Vec<_>>()
+    );
 }
 
 #[test]
