@@ -10,22 +10,7 @@ use common::*;
 
 /// Runs gdb the way the converter says to: `-ix DIR/gdbinit --core CORE EXE`.
 fn gdb_helper(dir: &Path, core: &str, exe: Option<&Path>, cmds: &[&str]) -> String {
-    let mut c = Command::new("gdb");
-    c.args(["-nx", "-batch", "-iex", "set debuginfod enabled off", "-ix"])
-        .arg(dir.join("gdbinit"));
-    c.arg("--core").arg(dir.join(core));
-    if let Some(e) = exe {
-        c.arg(e);
-    }
-    for x in cmds {
-        c.args(["-ex", x]);
-    }
-    let out = c.output().expect("gdb must be installed (see .ci/run)");
-    format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    )
+    gdb_with_init(&dir.join("gdbinit"), &dir.join(core), exe, cmds)
 }
 
 fn convert(input: &Path, out: &Path, rootfs: &Path) -> String {

@@ -312,7 +312,7 @@ fn stack_words(
     modules: &Modules,
 ) -> Vec<StackWord> {
     let layout = arch.layout();
-    let size = if layout.class64 { 8 } else { 4 };
+    let size = layout.word() as u64;
     (0..n as u64)
         .map_while(|i| sp.checked_add(size * i))
         .map(|addr| {

@@ -37,15 +37,20 @@ pub fn ck2core_ok(args: &[&str]) -> String {
     err
 }
 
-/// Runs gdb in batch mode on `core` with `sysroot`, the executable `exe`, then
-/// `commands` (a gdb command file's lines). Returns stdout and stderr together.
-pub fn gdb(core: &Path, sysroot: Option<&Path>, exe: Option<&Path>, commands: &[&str]) -> String {
-    let mut cmd = Command::new("gdb");
+/// Runs `program` (gdb or gdb-multiarch) in batch mode: `init` are arguments that
+/// act before the core loads (`-iex`, `-ix`), then the core, the executable and
+/// `commands`. Returns stdout and stderr together.
+fn run_gdb(
+    program: &str,
+    init: &[std::ffi::OsString],
+    core: &Path,
+    exe: Option<&Path>,
+    commands: &[&str],
+) -> String {
+    let mut cmd = Command::new(program);
     cmd.args(["-nx", "-batch", "-iex", "set debuginfod enabled off"]);
     cmd.args(["-iex", "set pagination off", "-iex", "set width 0"]);
-    if let Some(s) = sysroot {
-        cmd.arg("-iex").arg(format!("set sysroot {}", s.display()));
-    }
+    cmd.args(init);
     cmd.arg("--core").arg(core);
     if let Some(e) = exe {
         cmd.arg(e);
@@ -53,31 +58,31 @@ pub fn gdb(core: &Path, sysroot: Option<&Path>, exe: Option<&Path>, commands: &[
     for c in commands {
         cmd.args(["-ex", c]);
     }
-    let out = cmd.output().expect("gdb must be installed (see .ci/run)");
+    let out = cmd
+        .output()
+        .unwrap_or_else(|e| panic!("{program} must be installed (see .ci/run): {e}"));
     let mut s = String::from_utf8_lossy(&out.stdout).into_owned();
     s.push_str(&String::from_utf8_lossy(&out.stderr));
     s
 }
 
-/// Runs gdb-multiarch in batch mode on `core` alone (no executable), then
-/// `commands`. Returns stdout and stderr together.
+/// gdb on `core` with `sysroot` and the executable `exe`, then `commands` (a gdb
+/// command file's lines).
+pub fn gdb(core: &Path, sysroot: Option<&Path>, exe: Option<&Path>, commands: &[&str]) -> String {
+    let init: Vec<std::ffi::OsString> = sysroot
+        .map(|s| vec!["-iex".into(), format!("set sysroot {}", s.display()).into()])
+        .unwrap_or_default();
+    run_gdb("gdb", &init, core, exe, commands)
+}
+
+/// gdb set up by the `gdbinit` ck2core writes beside its cores (`-ix`).
+pub fn gdb_with_init(gdbinit: &Path, core: &Path, exe: Option<&Path>, commands: &[&str]) -> String {
+    run_gdb("gdb", &["-ix".into(), gdbinit.into()], core, exe, commands)
+}
+
+/// gdb-multiarch on a core of another architecture.
 pub fn gdb_multiarch(core: &Path, commands: &[&str]) -> String {
-    let mut c = Command::new("gdb-multiarch");
-    c.args(["-nx", "-batch", "-iex", "set debuginfod enabled off"])
-        .args(["-iex", "set pagination off", "-iex", "set width 0"])
-        .arg("--core")
-        .arg(core);
-    for x in commands {
-        c.args(["-ex", x]);
-    }
-    let out = c
-        .output()
-        .expect("gdb-multiarch must be installed (see .ci/run)");
-    format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    )
+    run_gdb("gdb-multiarch", &[], core, None, commands)
 }
 
 /// The value gdb printed for register `name` (first `name 0x...` line).
