@@ -67,6 +67,28 @@ pub fn run(a: ReportArgs) -> anyhow::Result<()> {
             outln!("Container {}", parts.join(", "));
         }
     }
+    outln!();
+    outln!(
+        "  {:>7} {:>7}  {:<8} {:>7}  COMMAND",
+        "PID",
+        "PPID",
+        "STATE",
+        "THREADS"
+    );
+    for p in &r.processes {
+        outln!(
+            "  {:>7} {:>7}  {:<8} {:>7}  {}",
+            p.pid,
+            p.ppid,
+            p.state.unwrap_or("?"),
+            p.threads.len(),
+            p.cmdline
+                .as_ref()
+                .map(|a| a.join(" "))
+                .or_else(|| p.comm.clone())
+                .unwrap_or_else(|| "(unreadable)".into())
+        );
+    }
     for p in &r.processes {
         outln!();
         process(p);
