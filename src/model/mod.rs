@@ -386,7 +386,32 @@ impl Checkpoint {
     pub fn arch_of(&self, pid: u32) -> Result<Arch> {
         let name = format!("core-{pid}.img");
         let core: pb::CoreEntry = self.images.require(&name, magic::CORE)?.single()?;
-        Arch::from_mtype(&self.images.member_name(&name), core.mtype)
+        let member = self.images.member_name(&name);
+        let arch = Arch::from_mtype(&member, core.mtype)?;
+        self.check_byte_order(&member, arch)?;
+        Ok(arch)
+    }
+
+    /// The images' byte order must be the architecture's: a big-endian ppc64
+    /// checkpoint has ppc64's mtype but none of ppc64le's layouts.
+    fn check_byte_order(&self, member: &str, arch: Arch) -> Result<()> {
+        let big = self.byte_order == ByteOrder::Big;
+        if big == arch.layout().big_endian {
+            return Ok(());
+        }
+        let order = if big { "big" } else { "little" };
+        if arch == Arch::Ppc64le {
+            return Err(Error::Unsupported(format!(
+                "{member}: core_entry.mtype is 4 (PPC64) and the images are big-endian: big-endian ppc64 is not supported, only ppc64le"
+            )));
+        }
+        Err(Error::image(
+            member,
+            format!(
+                "core_entry.mtype says {} but the images are {order}-endian",
+                arch.name()
+            ),
+        ))
     }
 
     /// Loads process `pid` completely.
@@ -415,6 +440,7 @@ impl Checkpoint {
             )
         })?;
         let arch = Arch::of_core(leader_member, leader)?;
+        self.check_byte_order(leader_member, arch)?;
         let state = TaskState::from_criu(tc.task_state);
         let shared_pending = pending_mask(tc.signals_s.as_ref(), self.byte_order);
         let mut threads = Vec::new();
