@@ -289,6 +289,28 @@ fn synthetic_s390x_registers_memory_and_notes() {
         "{row}"
     );
 
+    // The gdb helper finds its note in a big-endian core.
+    let helper = std::process::Command::new("gdb-multiarch")
+        .args(["-nx", "-batch", "-iex", "set debuginfod enabled off", "-ix"])
+        .arg(out.join("gdbinit"))
+        .arg("--core")
+        .arg(&core)
+        .args(["-ex", "ck2core threads"])
+        .output()
+        .unwrap();
+    let helper = String::from_utf8_lossy(&helper.stdout).into_owned()
+        + &String::from_utf8_lossy(&helper.stderr);
+    assert!(
+        helper.contains("ck2core: pid 90 (zz), 2 threads named from CRIU."),
+        "{helper}"
+    );
+    assert!(
+        helper
+            .lines()
+            .any(|l| l.starts_with("2 ") && l.contains(" 91 ") && l.ends_with("pending SIGUSR1")),
+        "{helper}"
+    );
+
     // The inspection commands read the same byte order: the pending signal from
     // the big-endian siginfo, and the report's stack words.
     let threads = ck2core(&["threads", dir.to_str().unwrap(), "--json"]);
