@@ -143,21 +143,31 @@ pub fn resolve_in_root(root: &Path, rel: &str) -> Option<PathBuf> {
     p.is_file().then_some(p)
 }
 
-/// Reads the GNU build-id from an ELF file's PT_NOTE segments (64- or 32-bit, LE).
+/// Reads the GNU build-id from an ELF file's PT_NOTE segments (64- or 32-bit, either
+/// byte order: s390x binaries are big-endian).
 pub fn build_id(blob: &Blob) -> Option<Vec<u8>> {
     let mut eh = [0u8; 64];
     blob.read_exact_at(0, &mut eh[..52.min(blob.len() as usize)])
         .ok()?;
-    if &eh[..4] != b"\x7fELF" || eh[5] != 1 {
+    if &eh[..4] != b"\x7fELF" || !matches!(eh[5], 1 | 2) {
         return None;
     }
+    let be = eh[5] == 2;
     let is64 = eh[4] == 2;
     if is64 {
         blob.read_exact_at(0, &mut eh).ok()?;
     }
-    let u16at = |b: &[u8], o: usize| u16::from_le_bytes([b[o], b[o + 1]]) as u64;
-    let u32at = |b: &[u8], o: usize| u32::from_le_bytes(b[o..o + 4].try_into().unwrap()) as u64;
-    let u64at = |b: &[u8], o: usize| u64::from_le_bytes(b[o..o + 8].try_into().unwrap());
+    let uint = |b: &[u8]| -> u64 {
+        let fold = |acc: u64, x: &u8| acc << 8 | *x as u64;
+        if be {
+            b.iter().fold(0, fold)
+        } else {
+            b.iter().rev().fold(0, fold)
+        }
+    };
+    let u16at = |b: &[u8], o: usize| uint(&b[o..o + 2]);
+    let u32at = |b: &[u8], o: usize| uint(&b[o..o + 4]);
+    let u64at = |b: &[u8], o: usize| uint(&b[o..o + 8]);
     let (phoff, phentsize, phnum) = if is64 {
         (u64at(&eh, 32), u16at(&eh, 54), u16at(&eh, 56))
     } else {
@@ -279,5 +289,51 @@ pub fn walk_tar(blob: &Blob, f: &mut dyn FnMut(TarEntry<'_>)) {
             size: entry.size(),
             offset: entry.raw_file_position(),
         });
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A minimal ELF64 file with one PT_NOTE holding a GNU build-id, in either
+    /// byte order.
+    fn elf_with_build_id(be: bool, id: &[u8]) -> Vec<u8> {
+        let u16b = |v: u16| if be { v.to_be_bytes() } else { v.to_le_bytes() };
+        let u32b = |v: u32| if be { v.to_be_bytes() } else { v.to_le_bytes() };
+        let u64b = |v: u64| if be { v.to_be_bytes() } else { v.to_le_bytes() };
+        let mut f = vec![0u8; 64];
+        f[..6].copy_from_slice(&[0x7f, b'E', b'L', b'F', 2, if be { 2 } else { 1 }]);
+        f[32..40].copy_from_slice(&u64b(64)); // e_phoff
+        f[54..56].copy_from_slice(&u16b(56)); // e_phentsize
+        f[56..58].copy_from_slice(&u16b(1)); // e_phnum
+        let mut note = Vec::new();
+        note.extend_from_slice(&u32b(4));
+        note.extend_from_slice(&u32b(id.len() as u32));
+        note.extend_from_slice(&u32b(3));
+        note.extend_from_slice(b"GNU\0");
+        note.extend_from_slice(id);
+        let mut ph = vec![0u8; 56];
+        ph[..4].copy_from_slice(&u32b(4)); // PT_NOTE
+        ph[8..16].copy_from_slice(&u64b(120)); // p_offset
+        ph[32..40].copy_from_slice(&u64b(note.len() as u64)); // p_filesz
+        f.extend_from_slice(&ph);
+        f.extend_from_slice(&note);
+        f
+    }
+
+    #[test]
+    fn build_ids_of_both_byte_orders() {
+        let id: Vec<u8> = (1..=20).collect();
+        for be in [false, true] {
+            let path =
+                std::env::temp_dir().join(format!("ck2core-bid-{}-{be}", std::process::id()));
+            std::fs::write(&path, elf_with_build_id(be, &id)).unwrap();
+            let len = std::fs::metadata(&path).unwrap().len();
+            let blob = Blob::from_file("x", File::open(&path).unwrap(), len);
+            let got = build_id(&blob);
+            std::fs::remove_file(&path).unwrap();
+            assert_eq!(got.as_deref(), Some(&id[..]), "big-endian: {be}");
+        }
     }
 }

@@ -227,3 +227,30 @@ fn synthetic_ppc64le_registers_memory_and_notes() {
     assert!(got.contains("\"LASTWORD\""), "{got}");
     assert!(got.contains("\"SECOND-VMA\""), "{got}");
 }
+
+#[test]
+fn big_endian_ppc64_images_are_refused_clearly() {
+    let root = scratch("ppc64be");
+    let dir = root.join("dump");
+    let f = Foreign {
+        pid: 62,
+        page: PAGE64K,
+        base: BASE,
+        auxv: vec![6, PAGE64K, 16, HWCAP],
+    };
+    write_foreign(&dir, &f, "POWER", ppc_core);
+    // What CRIU on a big-endian ppc64 host writes: the same mtype, big-endian
+    // framing, and registers whose vector layout ck2core does not know.
+    reframe_big_endian(&dir);
+    let out = ck2core(&[
+        dir.to_str().unwrap(),
+        "-o",
+        root.join("c").to_str().unwrap(),
+    ]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "{err}");
+    assert!(
+        err.contains("core-62.img: core_entry.mtype is 4 (PPC64) and the images are big-endian: big-endian ppc64 is not supported"),
+        "{err}"
+    );
+}

@@ -7,6 +7,7 @@ pub mod arm;
 pub mod i386;
 pub mod ppc64;
 pub mod riscv64;
+pub mod s390x;
 pub mod x86_64;
 mod x86_64_syscalls;
 
@@ -31,6 +32,8 @@ pub enum Arch {
     Ppc64le,
     /// RISC-V 64-bit (mtype 8).
     Riscv64,
+    /// 64-bit IBM Z (mtype 5, S390; big-endian).
+    S390x,
 }
 
 /// One register note a thread contributes after its NT_PRSTATUS.
@@ -81,15 +84,15 @@ impl Arch {
             Some(2) => Ok(Arch::Arm),
             Some(3) => Ok(Arch::Aarch64),
             Some(4) => Ok(Arch::Ppc64le),
+            Some(5) => Ok(Arch::S390x),
             Some(8) => Ok(Arch::Riscv64),
             Some(m) if (m as usize) < MTYPE_NAMES.len() && m != 0 => {
                 let why = match m {
-                    5 => "s390x images are big-endian and their cores are not written yet",
                     7 => "its cores are not written because they cannot be verified: the gdb-multiarch ck2core is tested with (Debian's gdb 13) does not know loongarch",
                     _ => "this architecture is not supported yet",
                 };
                 Err(Error::Unsupported(format!(
-                    "{member}: core_entry.mtype is {m} ({}): {why} (x86_64 and its 32-bit tasks, arm, aarch64, ppc64le and riscv64 are supported)",
+                    "{member}: core_entry.mtype is {m} ({}): {why} (x86_64 and its 32-bit tasks, arm, aarch64, ppc64le, riscv64 and s390x are supported)",
                     MTYPE_NAMES[m as usize]
                 )))
             }
@@ -110,6 +113,7 @@ impl Arch {
             Arch::Aarch64 => "aarch64",
             Arch::Ppc64le => "ppc64le",
             Arch::Riscv64 => "riscv64",
+            Arch::S390x => "s390x",
         }
     }
 
@@ -122,6 +126,7 @@ impl Arch {
             Arch::Aarch64 => 183,
             Arch::Ppc64le => 21,
             Arch::Riscv64 => 243,
+            Arch::S390x => 22,
         }
     }
 
@@ -138,8 +143,11 @@ impl Arch {
             // ppc64: the kernel's regset view has no e_flags, so its cores carry 0
             // (ELF_CORE_EFLAGS, the ELFv2 bit, is only used without regsets); gdb
             // takes ELFv2 for every little-endian 64-bit core anyway.
-            // arm: the kernel's regset view (user_arm_view) sets no e_flags either.
-            Arch::X86_64 | Arch::I386 | Arch::Arm | Arch::Aarch64 | Arch::Ppc64le => 0,
+            // arm and s390x: the kernel's regset views (user_arm_view,
+            // user_s390_view) set no e_flags either.
+            Arch::X86_64 | Arch::I386 | Arch::Arm | Arch::Aarch64 | Arch::Ppc64le | Arch::S390x => {
+                0
+            }
         }
     }
 
@@ -148,6 +156,7 @@ impl Arch {
         match self {
             Arch::Arm | Arch::I386 => ElfLayout::LE32,
             Arch::X86_64 | Arch::Aarch64 | Arch::Ppc64le | Arch::Riscv64 => ElfLayout::LE64,
+            Arch::S390x => ElfLayout::BE64,
         }
     }
 }
@@ -167,6 +176,8 @@ pub enum Registers {
     Ppc64le(Box<ppc64::Regs>),
     /// riscv64 general and D-extension FP.
     Riscv64(Box<riscv64::Regs>),
+    /// s390x general, access, FP and vector registers, control blocks.
+    S390x(Box<s390x::Regs>),
 }
 
 impl Registers {
@@ -220,6 +231,12 @@ impl Registers {
                     member, ti,
                 )?)))
             }
+            Arch::S390x => {
+                let ti = core.ti_s390.as_ref().ok_or_else(|| {
+                    Error::image(member, "core_entry.ti_s390 (s390x registers) is missing")
+                })?;
+                Ok(Registers::S390x(Box::new(s390x::Regs::decode(member, ti)?)))
+            }
         }
     }
 
@@ -232,6 +249,7 @@ impl Registers {
             Registers::Aarch64(r) => r.pc,
             Registers::Ppc64le(r) => r.pc(),
             Registers::Riscv64(r) => r.gp[0],
+            Registers::S390x(r) => r.psw_addr,
         }
     }
 
@@ -244,6 +262,7 @@ impl Registers {
             Registers::Aarch64(r) => r.sp,
             Registers::Ppc64le(r) => r.pt[1],
             Registers::Riscv64(r) => r.gp[2],
+            Registers::S390x(r) => r.gprs[15],
         }
     }
 
@@ -257,11 +276,12 @@ impl Registers {
             }
             // arm's and aarch64's pt_regs keep no system call number and CRIU's
             // riscv image no orig_a0, so it can't be told; for ppc64 (trap 0xc00,
-            // r0) it is not derived yet.
+            // r0) and s390x (the system_call word) it is not derived yet.
             Registers::Arm(_)
             | Registers::Aarch64(_)
             | Registers::Ppc64le(_)
-            | Registers::Riscv64(_) => None,
+            | Registers::Riscv64(_)
+            | Registers::S390x(_) => None,
         }
     }
 
@@ -274,7 +294,8 @@ impl Registers {
             | Registers::Arm(_)
             | Registers::Aarch64(_)
             | Registers::Ppc64le(_)
-            | Registers::Riscv64(_) => None,
+            | Registers::Riscv64(_)
+            | Registers::S390x(_) => None,
         }
     }
 
@@ -294,7 +315,8 @@ impl Registers {
             Registers::Arm(_)
             | Registers::Aarch64(_)
             | Registers::Ppc64le(_)
-            | Registers::Riscv64(_) => false,
+            | Registers::Riscv64(_)
+            | Registers::S390x(_) => false,
         }
     }
 
@@ -308,6 +330,7 @@ impl Registers {
             Registers::Aarch64(r) => r.groups(),
             Registers::Ppc64le(r) => r.groups(),
             Registers::Riscv64(r) => r.groups(),
+            Registers::S390x(r) => r.groups(),
         }
     }
 
@@ -321,6 +344,7 @@ impl Registers {
             Registers::Aarch64(r) => (r.prstatus_regs(), r.fpsimd.is_some()),
             Registers::Ppc64le(r) => (r.prstatus_regs(), r.fp.is_some()),
             Registers::Riscv64(r) => (r.prstatus_regs(), r.fp.is_some()),
+            Registers::S390x(r) => (r.prstatus_regs(), r.fp.is_some()),
         }
     }
 
@@ -351,6 +375,7 @@ impl Registers {
             Registers::Aarch64(r) => r.regsets(hwcap),
             Registers::Ppc64le(r) => r.regsets(),
             Registers::Riscv64(r) => r.regsets(),
+            Registers::S390x(r) => r.regsets(),
         }
     }
 }

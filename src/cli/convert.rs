@@ -216,6 +216,7 @@ fn gdb_for(arch: Arch) -> &'static str {
         Arch::Aarch64 => cfg!(target_arch = "aarch64"),
         Arch::Ppc64le => cfg!(all(target_arch = "powerpc64", target_endian = "little")),
         Arch::Riscv64 => cfg!(target_arch = "riscv64"),
+        Arch::S390x => cfg!(target_arch = "s390x"),
     };
     if native {
         "gdb"

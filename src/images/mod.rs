@@ -3,6 +3,13 @@
 //! An image is `[HEAD_MAGIC] TYPE_MAGIC { u32 size, protobuf payload [, extra bytes] }`.
 //! Every size is checked against what is left of the member before it is used, and
 //! every error names the member and the entry.
+//!
+//! CRIU writes the magics and sizes in the byte order of the machine it ran on:
+//! little-endian on x86_64, aarch64, ppc64le and riscv64, big-endian on s390x. The
+//! order of each image is told from its first magic (a known magic read backwards
+//! means big-endian), and every integer of the framing is read in that order.
+//! Protobuf payloads are byte-order free; raw bytes in images (page contents,
+//! siginfo, build-id and address words) are the dumping machine's memory.
 
 use std::sync::Arc;
 
@@ -60,27 +67,69 @@ pub mod magic {
 /// Largest metadata image read into memory (pages files are never read whole).
 pub const MAX_IMAGE: u64 = 256 << 20;
 
+/// The byte order of the machine that wrote a checkpoint, as seen in its images.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum ByteOrder {
+    /// Little-endian (x86_64, aarch64, arm, ppc64le, riscv64).
+    #[default]
+    Little,
+    /// Big-endian (s390x).
+    Big,
+}
+
+impl ByteOrder {
+    /// A u32 from 4 bytes in this order.
+    pub fn u32(self, b: [u8; 4]) -> u32 {
+        match self {
+            ByteOrder::Little => u32::from_le_bytes(b),
+            ByteOrder::Big => u32::from_be_bytes(b),
+        }
+    }
+
+    /// The 4 bytes of `v` in this order (the memory a u32 word held).
+    pub fn u32_bytes(self, v: u32) -> [u8; 4] {
+        match self {
+            ByteOrder::Little => v.to_le_bytes(),
+            ByteOrder::Big => v.to_be_bytes(),
+        }
+    }
+}
+
 /// One decoded image file: a cursor over its entries.
 pub struct Image {
     member: String,
     bytes: Vec<u8>,
     pos: usize,
     entry: usize,
+    order: ByteOrder,
 }
 
 impl Image {
     /// Checks the magics of `bytes` (member `member`) and positions at the first entry.
+    ///
+    /// The byte order is the one in which the first magic is a known one: the head
+    /// magic, or `want` for images without one (inventory.img).
     pub fn parse(member: &str, bytes: Vec<u8>, want: u32) -> Result<Image> {
-        let word = |at: usize| -> Option<u32> {
-            bytes
-                .get(at..at + 4)
-                .map(|b| u32::from_le_bytes(b.try_into().unwrap()))
-        };
         let err = |d: String| Error::image(member, d);
-        let first = word(0).ok_or_else(|| err("shorter than an image header (4 bytes)".into()))?;
+        let raw =
+            |at: usize| -> Option<[u8; 4]> { bytes.get(at..at + 4).map(|b| b.try_into().unwrap()) };
+        let first = raw(0).ok_or_else(|| err("shorter than an image header (4 bytes)".into()))?;
+        let known = |v: u32| v == magic::COMMON || v == magic::SERVICE || v == want;
+        let order = if known(u32::from_le_bytes(first)) {
+            ByteOrder::Little
+        } else if known(u32::from_be_bytes(first)) {
+            ByteOrder::Big
+        } else {
+            return Err(err(format!(
+                "image magic is {:#010x} (or {:#010x} read big-endian), expected {want:#010x}: not the image its name says",
+                u32::from_le_bytes(first),
+                u32::from_be_bytes(first)
+            )));
+        };
+        let first = order.u32(first);
         let (found, pos) = if first == magic::COMMON || first == magic::SERVICE {
-            let t = word(4).ok_or_else(|| err("ends after the head magic".into()))?;
-            (t, 8)
+            let t = raw(4).ok_or_else(|| err("ends after the head magic".into()))?;
+            (order.u32(t), 8)
         } else {
             (first, 4)
         };
@@ -94,7 +143,13 @@ impl Image {
             bytes,
             pos,
             entry: 0,
+            order,
         })
+    }
+
+    /// The byte order the image was written in.
+    pub fn byte_order(&self) -> ByteOrder {
+        self.order
     }
 
     /// Member name, for messages.
@@ -126,7 +181,8 @@ impl Image {
             ));
         }
         let size =
-            u32::from_le_bytes(self.bytes[self.pos..self.pos + 4].try_into().unwrap()) as usize;
+            self.order
+                .u32(self.bytes[self.pos..self.pos + 4].try_into().unwrap()) as usize;
         if size > rest - 4 {
             return Err(Error::image(
                 &self.member,
@@ -181,6 +237,7 @@ pub struct BlobImage {
     blob: Blob,
     pos: u64,
     entry: usize,
+    order: ByteOrder,
 }
 
 impl BlobImage {
@@ -194,6 +251,7 @@ impl BlobImage {
             blob,
             pos: img.pos as u64,
             entry: 0,
+            order: img.order,
         })
     }
 
@@ -222,7 +280,7 @@ impl BlobImage {
         }
         let mut w = [0u8; 4];
         self.blob.read_exact_at(self.pos, &mut w)?;
-        let size = u32::from_le_bytes(w) as u64;
+        let size = self.order.u32(w) as u64;
         if size > rest - 4 {
             return Err(err(format!(
                 "size field says {size} bytes but only {} remain (truncated?)",
@@ -371,5 +429,70 @@ impl ImageDir {
             .filter_map(|m| m.name.strip_prefix(&self.prefix).map(str::to_string))
             .filter(|n| n.starts_with(prefix) && !n[prefix.len()..].contains('/'))
             .collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn framed(order: ByteOrder, want: u32, entries: &[&[u8]]) -> Vec<u8> {
+        let mut out = Vec::new();
+        for w in [magic::COMMON, want] {
+            out.extend_from_slice(&order.u32_bytes(w));
+        }
+        for e in entries {
+            out.extend_from_slice(&order.u32_bytes(e.len() as u32));
+            out.extend_from_slice(e);
+        }
+        out
+    }
+
+    #[test]
+    fn byte_order_comes_from_the_magic_and_governs_the_sizes() {
+        // A pstree entry: pid 7 (field 1, varint).
+        let entry: &[u8] = &[0x08, 0x07];
+        for order in [ByteOrder::Little, ByteOrder::Big] {
+            let mut img = Image::parse(
+                "pstree.img",
+                framed(order, magic::PSTREE, &[entry, entry]),
+                magic::PSTREE,
+            )
+            .unwrap();
+            assert_eq!(img.byte_order(), order);
+            let all: Vec<pb::PstreeEntry> = img.all().unwrap();
+            assert_eq!(all.len(), 2, "{order:?}");
+            assert_eq!(all[1].pid, Some(7));
+        }
+        // inventory.img has no head magic: its own magic tells the order.
+        let inv = magic::INVENTORY.to_be_bytes().to_vec();
+        let img = Image::parse("inventory.img", inv, magic::INVENTORY).unwrap();
+        assert_eq!(img.byte_order(), ByteOrder::Big);
+    }
+
+    #[test]
+    fn a_size_read_in_the_wrong_order_is_caught() {
+        // Big-endian magics with a little-endian size: the size is 0x02000000.
+        let mut b = framed(ByteOrder::Big, magic::PSTREE, &[]);
+        b.extend_from_slice(&2u32.to_le_bytes());
+        b.extend_from_slice(&[0x08, 0x07]);
+        let mut img = Image::parse("pstree.img", b, magic::PSTREE).unwrap();
+        let e = img.next_entry::<pb::PstreeEntry>().unwrap_err().to_string();
+        assert!(
+            e.contains("pstree.img") && e.contains("size field says 33554432"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn an_unknown_magic_names_both_readings() {
+        let e = Image::parse("core-1.img", vec![1, 2, 3, 4, 5, 6, 7, 8], magic::CORE)
+            .err()
+            .unwrap()
+            .to_string();
+        assert!(
+            e.contains("core-1.img") && e.contains("0x04030201") && e.contains("0x01020304"),
+            "{e}"
+        );
     }
 }

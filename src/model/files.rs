@@ -6,7 +6,7 @@ use std::net::{Ipv4Addr, Ipv6Addr};
 
 use serde::Serialize;
 
-use crate::images::pb;
+use crate::images::{pb, ByteOrder};
 
 /// One open descriptor.
 #[derive(Debug, Clone, Serialize)]
@@ -178,8 +178,10 @@ fn state_name(s: u32) -> String {
         .map_or_else(|| format!("state {s}"), |n| n.to_string())
 }
 
-fn addr(words: &[u32], v6: bool) -> String {
-    let bytes: Vec<u8> = words.iter().flat_map(|w| w.to_le_bytes()).collect();
+/// An address CRIU stored as u32 words copied from the kernel's network-order bytes,
+/// so each word holds 4 address bytes in the dumping machine's order.
+fn addr(words: &[u32], v6: bool, order: ByteOrder) -> String {
+    let bytes: Vec<u8> = words.iter().flat_map(|w| order.u32_bytes(*w)).collect();
     if v6 {
         let mut b = [0u8; 16];
         let n = bytes.len().min(16);
@@ -193,8 +195,13 @@ fn addr(words: &[u32], v6: bool) -> String {
     }
 }
 
-/// Describes a files.img entry (`None` if the entry is missing).
-pub fn describe(f: Option<&pb::FileEntry>, memfd_name: &dyn Fn(u32) -> Option<String>) -> OpenFile {
+/// Describes a files.img entry (`None` if the entry is missing). `order` is the
+/// byte order of the checkpoint (raw address words are in it).
+pub fn describe(
+    f: Option<&pb::FileEntry>,
+    memfd_name: &dyn Fn(u32) -> Option<String>,
+    order: ByteOrder,
+) -> OpenFile {
     let Some(f) = f else {
         return OpenFile::Other {
             kind: "missing from files.img",
@@ -239,9 +246,9 @@ pub fn describe(f: Option<&pb::FileEntry>, memfd_name: &dyn Fn(u32) -> Option<St
             family: if v6 { "ipv6" } else { "ipv4" },
             protocol,
             state: state_name(s.state.unwrap_or(0)),
-            src: addr(&s.src_addr, v6),
+            src: addr(&s.src_addr, v6, order),
             src_port: s.src_port.unwrap_or(0),
-            dst: addr(&s.dst_addr, v6),
+            dst: addr(&s.dst_addr, v6, order),
             dst_port: s.dst_port.unwrap_or(0),
             ino: s.ino.unwrap_or(0),
             send_buf: s.opts.as_ref().and_then(|o| o.so_sndbuf),

@@ -19,7 +19,7 @@ use crate::arch::{Arch, Registers};
 use crate::archive::Blob;
 use crate::archive::{Archive, Input, Limits};
 use crate::error::{Error, Result};
-use crate::images::{magic, pb, BlobImage, ImageDir};
+use crate::images::{magic, pb, BlobImage, ByteOrder, Image, ImageDir};
 use crate::rootfs::{Expect, RootFs};
 use memory::{
     status, AddressSpace, FileData, MappedFile, Pagemap, SharedMemory, ShmemPages, Vma, VmaKind,
@@ -218,6 +218,9 @@ pub struct Checkpoint {
     pub tree: Vec<TreeEntry>,
     /// CRIU image format version (inventory.img).
     pub img_version: Option<u32>,
+    /// Byte order of the machine that was checkpointed (from inventory.img's magic,
+    /// else pstree.img's): raw words in the images are in it.
+    pub byte_order: ByteOrder,
     files: HashMap<u32, pb::FileEntry>,
     memfd_inodes: HashMap<u64, pb::MemfdInodeEntry>,
     /// Deleted files: reg file id -> (remap id, remap type).
@@ -235,12 +238,14 @@ impl Checkpoint {
         let archive = Arc::new(Archive::open(input, &opts.limits)?);
         let images = ImageDir::new(archive.clone())?;
         let rootfs = RootFs::new(opts.rootfs.clone(), &archive)?;
-        let img_version = images
-            .read("inventory.img", magic::INVENTORY)?
+        let inventory = images.read("inventory.img", magic::INVENTORY)?;
+        let inventory_order = inventory.as_ref().map(Image::byte_order);
+        let img_version = inventory
             .map(|i| i.single::<pb::InventoryEntry>())
             .transpose()?
             .and_then(|i| i.img_version);
         let mut pstree = images.require("pstree.img", magic::PSTREE)?;
+        let byte_order = inventory_order.unwrap_or(pstree.byte_order());
         let mut tree: Vec<TreeEntry> = Vec::new();
         while let Some(e) = pstree.next_entry::<pb::PstreeEntry>()? {
             let pid = e
@@ -309,6 +314,7 @@ impl Checkpoint {
             rootfs,
             tree,
             img_version,
+            byte_order,
             files,
             memfd_inodes,
             remaps,
@@ -353,8 +359,11 @@ impl Checkpoint {
                 .read(&format!("fdinfo-{files_id}.img"), magic::FDINFO)?
             {
                 while let Some(e) = img.next_entry::<pb::FdinfoEntry>()? {
-                    let file =
-                        files::describe(e.id.and_then(|id| self.files.get(&id)), &memfd_name);
+                    let file = files::describe(
+                        e.id.and_then(|id| self.files.get(&id)),
+                        &memfd_name,
+                        self.byte_order,
+                    );
                     fds.push(files::Fd {
                         fd: e.fd.unwrap_or(0),
                         cloexec: e.flags.unwrap_or(0) & 1 != 0,
@@ -377,7 +386,32 @@ impl Checkpoint {
     pub fn arch_of(&self, pid: u32) -> Result<Arch> {
         let name = format!("core-{pid}.img");
         let core: pb::CoreEntry = self.images.require(&name, magic::CORE)?.single()?;
-        Arch::from_mtype(&self.images.member_name(&name), core.mtype)
+        let member = self.images.member_name(&name);
+        let arch = Arch::from_mtype(&member, core.mtype)?;
+        self.check_byte_order(&member, arch)?;
+        Ok(arch)
+    }
+
+    /// The images' byte order must be the architecture's: a big-endian ppc64
+    /// checkpoint has ppc64's mtype but none of ppc64le's layouts.
+    fn check_byte_order(&self, member: &str, arch: Arch) -> Result<()> {
+        let big = self.byte_order == ByteOrder::Big;
+        if big == arch.layout().big_endian {
+            return Ok(());
+        }
+        let order = if big { "big" } else { "little" };
+        if arch == Arch::Ppc64le {
+            return Err(Error::Unsupported(format!(
+                "{member}: core_entry.mtype is 4 (PPC64) and the images are big-endian: big-endian ppc64 is not supported, only ppc64le"
+            )));
+        }
+        Err(Error::image(
+            member,
+            format!(
+                "core_entry.mtype says {} but the images are {order}-endian",
+                arch.name()
+            ),
+        ))
     }
 
     /// Loads process `pid` completely.
@@ -406,8 +440,9 @@ impl Checkpoint {
             )
         })?;
         let arch = Arch::of_core(leader_member, leader)?;
+        self.check_byte_order(leader_member, arch)?;
         let state = TaskState::from_criu(tc.task_state);
-        let shared_pending = pending_mask(tc.signals_s.as_ref());
+        let shared_pending = pending_mask(tc.signals_s.as_ref(), self.byte_order);
         let mut threads = Vec::new();
         for (tid, member, core) in &cores {
             let a = Arch::of_core(member, core)?;
@@ -437,7 +472,7 @@ impl Checkpoint {
                 name,
                 regs: Registers::decode(member, arch, core)?,
                 blocked,
-                pending: pending_mask(tcore.signals_p.as_ref()) | shared_pending,
+                pending: pending_mask(tcore.signals_p.as_ref(), self.byte_order) | shared_pending,
                 nice: tcore.sched_nice.unwrap_or(0),
                 sched: (
                     tcore.sched_policy.unwrap_or(0),
@@ -651,7 +686,13 @@ impl Checkpoint {
     fn mapped_file(&self, id: u32) -> Option<Arc<MappedFile>> {
         let reg = self.files.get(&id)?.reg.as_ref()?;
         let path = reg.name.clone().unwrap_or_default();
-        let build_id: Vec<u8> = reg.build_id.iter().flat_map(|w| w.to_le_bytes()).collect();
+        // CRIU copies the note's bytes into u32 words: each word holds 4 of them
+        // in the dumping machine's order.
+        let build_id: Vec<u8> = reg
+            .build_id
+            .iter()
+            .flat_map(|w| self.byte_order.u32_bytes(*w))
+            .collect();
         let remap = reg.id.and_then(|i| self.remaps.get(&i)).copied();
         let deleted = remap.is_some();
         let content = match remap {
@@ -796,16 +837,14 @@ impl Checkpoint {
     }
 }
 
-/// Signal bits of a signal queue (signo from each raw siginfo).
-fn pending_mask(q: Option<&pb::SignalQueueEntry>) -> u64 {
+/// Signal bits of a signal queue (signo from each raw siginfo, an int in the
+/// dumping machine's byte order).
+fn pending_mask(q: Option<&pb::SignalQueueEntry>, order: ByteOrder) -> u64 {
     q.map(|q| {
         q.signals
             .iter()
             .filter_map(|s| s.siginfo.as_ref())
-            .filter_map(|b| {
-                b.get(..4)
-                    .map(|w| i32::from_le_bytes(w.try_into().unwrap()))
-            })
+            .filter_map(|b| b.get(..4).map(|w| order.u32(w.try_into().unwrap()) as i32))
             .filter(|s| (1..=64).contains(s))
             .fold(0u64, |m, s| m | 1 << (s - 1))
     })

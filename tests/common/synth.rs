@@ -367,3 +367,40 @@ pub fn write_foreign(
     pages[ps..ps + 11].copy_from_slice(b"SECOND-VMA\0");
     std::fs::write(dir.join(format!("pages-{}.img", f.pid)), pages).unwrap();
 }
+
+/// Rewrites every image in `dir` written by this builder (little-endian framing)
+/// with big-endian framing, as CRIU writes it on s390x: each magic and each entry
+/// size in big-endian order; payloads and raw `pages-*.img` unchanged. Panics on an
+/// image it can't walk, so a test never checks a half-converted directory.
+pub fn reframe_big_endian(dir: &Path) {
+    for e in std::fs::read_dir(dir).unwrap() {
+        let path = e.unwrap().path();
+        let name = path.file_name().unwrap().to_str().unwrap().to_string();
+        if !name.ends_with(".img") || name.starts_with("pages-") {
+            continue;
+        }
+        let b = std::fs::read(&path).unwrap();
+        let word = |at: usize| u32::from_le_bytes(b[at..at + 4].try_into().unwrap());
+        let first = word(0);
+        let mut at = if first == magic::COMMON || first == magic::SERVICE {
+            8
+        } else {
+            4
+        };
+        let mut out: Vec<u8> = Vec::with_capacity(b.len());
+        for i in (0..at).step_by(4) {
+            out.extend_from_slice(&word(i).to_be_bytes());
+        }
+        while at < b.len() {
+            let size = word(at) as usize;
+            assert!(
+                at + 4 + size <= b.len(),
+                "{name}: entry at {at} runs past the end"
+            );
+            out.extend_from_slice(&(size as u32).to_be_bytes());
+            out.extend_from_slice(&b[at + 4..at + 4 + size]);
+            at += 4 + size;
+        }
+        std::fs::write(&path, out).unwrap();
+    }
+}
