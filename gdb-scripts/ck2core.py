@@ -6,7 +6,7 @@ credentials, open files, mappings and the container (docs/core-note.md). This he
 reads that note from the core gdb has open, names gdb's threads as the live process
 named them, and adds commands:
 
-    ck2core info      container, image, pod, process, credentials
+    ck2core info      container, image, pod, process, credentials, capabilities, cgroups
     ck2core threads   tid, name, state, system call, signals
     ck2core fds       open files and sockets, cwd and root
     ck2core maps      mappings with CRIU's kinds and what the core holds for each
@@ -174,7 +174,7 @@ def _on_new_thread(event):
 class Ck2core(gdb.Command):
     """CRIU metadata of a core written by ck2core.
 
-ck2core info      container, image, pod, process, credentials
+ck2core info      container, image, pod, process, credentials, capabilities, cgroups
 ck2core threads   tid, name, state, system call, signals
 ck2core fds       open files and sockets, cwd and root
 ck2core maps      mappings with CRIU's kinds and what the core holds for each"""
@@ -184,7 +184,7 @@ ck2core maps      mappings with CRIU's kinds and what the core holds for each"""
 
 
 class Info(gdb.Command):
-    """Container, image, pod, process and credentials of this core's process."""
+    """Container, image, pod, process, credentials, capabilities and cgroups of this core's process."""
 
     def __init__(self):
         super().__init__("ck2core info", gdb.COMMAND_STATUS)
@@ -217,6 +217,16 @@ class Info(gdb.Command):
         if cr:
             u, g = cr.get("uid", []), cr.get("gid", [])
             rows.append(("Credentials", "uid %s euid %s suid %s fsuid %s; gid %s egid %s sgid %s fsgid %s" % tuple(u + g)))
+            caps = cr.get("capabilities") or {}
+            for label, key in (("Caps (eff)", "effective"), ("Caps (bnd)", "bounding")):
+                if key in caps:
+                    names = [n[4:].lower() for n in caps[key]]
+                    rows.append((label, ", ".join(names) or "none"))
+        by_path = {}
+        for cg in meta.get("cgroups") or []:
+            by_path.setdefault(cg.get("path"), []).append(cg.get("controllers") or "unified")
+        for path, ctls in by_path.items():
+            rows.append(("Cgroup", "%s (%s)" % (path, ", ".join(ctls))))
         for k, v in rows:
             if v:
                 print("%-13s %s" % (k + ":", v))

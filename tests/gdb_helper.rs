@@ -98,6 +98,18 @@ fn info_shows_the_podman_container() {
     assert!(got.contains("Container:    counter"), "{got}");
     assert!(got.contains("Image:        localhost/bbox:latest"), "{got}");
     assert!(got.contains("LWP 1 \"sh\""), "{got}");
+    // Podman's default capability set, and the cgroup CRIU recorded (cgroup.img).
+    let caps = "chown, dac_override, fowner, fsetid, kill, setgid, setuid, setpcap, \
+                net_bind_service, sys_chroot, setfcap";
+    assert!(got.contains(&format!("Caps (eff):   {caps}\n")), "{got}");
+    assert!(got.contains(&format!("Caps (bnd):   {caps}\n")), "{got}");
+    assert!(
+        got.contains(
+            "Cgroup:       /libpod_parent/libpod-96a6b8d31cd5aea133201a240fbce2c007dc200521a10f44a1a046175564365b \
+             (unified, blkio, cpu, cpuacct, cpuset, devices, freezer, memory, name=systemd, pids)"
+        ),
+        "{got}"
+    );
 }
 
 #[test]

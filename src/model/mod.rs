@@ -98,6 +98,18 @@ pub struct Creds {
     pub uid: [u32; 4],
     /// Real, effective, saved, filesystem group ids.
     pub gid: [u32; 4],
+    /// Capability sets as bit masks (bit n = capability n): effective, permitted,
+    /// inheritable, bounding.
+    pub caps: [u64; 4],
+}
+
+/// A capability set CRIU stores as 32-bit words, low word first.
+fn cap_mask(words: &[u32]) -> u64 {
+    words
+        .iter()
+        .take(2)
+        .enumerate()
+        .fold(0, |m, (i, w)| m | (*w as u64) << (32 * i))
 }
 
 /// One thread.
@@ -165,6 +177,8 @@ pub struct Process {
     pub exe: Option<Arc<MappedFile>>,
     /// Memory; `None` for zombies.
     pub memory: Option<AddressSpace>,
+    /// Cgroups of the leader: (controllers, path), from cgroup.img.
+    pub cgroups: Vec<(String, String)>,
 }
 
 impl Process {
@@ -414,6 +428,29 @@ impl Checkpoint {
         ))
     }
 
+    /// The controllers and paths of cgroup set `id` in cgroup.img (empty if either
+    /// is missing: older dumps and `--manage-cgroups=ignore` have none).
+    fn cgroups(&self, id: Option<u32>) -> Vec<(String, String)> {
+        let Some(id) = id else { return Vec::new() };
+        let Ok(Some(img)) = self.images.read("cgroup.img", magic::CGROUP) else {
+            return Vec::new();
+        };
+        let Ok(entry) = img.single::<pb::CgroupEntry>() else {
+            return Vec::new();
+        };
+        entry
+            .sets
+            .into_iter()
+            .find(|s| s.id == Some(id))
+            .map(|s| {
+                s.ctls
+                    .into_iter()
+                    .map(|c| (c.name.unwrap_or_default(), c.path.unwrap_or_default()))
+                    .collect()
+            })
+            .unwrap_or_default()
+    }
+
     /// Loads process `pid` completely.
     pub fn process(&self, pid: u32) -> Result<Process> {
         let tree = self
@@ -466,6 +503,7 @@ impl Checkpoint {
             let creds = tcore.creds.as_ref().map(|c| Creds {
                 uid: [c.uid, c.euid, c.suid, c.fsuid].map(|v| v.unwrap_or(0)),
                 gid: [c.gid, c.egid, c.sgid, c.fsgid].map(|v| v.unwrap_or(0)),
+                caps: [&c.cap_eff, &c.cap_prm, &c.cap_inh, &c.cap_bnd].map(|w| cap_mask(w)),
             });
             threads.push(Thread {
                 tid: *tid,
@@ -493,6 +531,14 @@ impl Checkpoint {
             layout: MmLayout::default(),
             exe: None,
             memory: None,
+            cgroups: self.cgroups(
+                cores[0]
+                    .2
+                    .thread_core
+                    .as_ref()
+                    .and_then(|t| t.cg_set)
+                    .or(tc.cg_set),
+            ),
         };
         if state == TaskState::Zombie {
             return Ok(process);

@@ -340,8 +340,11 @@ pub struct CoreMetadata {
     pub container: Option<Container>,
     /// The process, as `ck2core ps` shows it.
     pub process: ProcessRow,
-    /// Credentials of the leader: real, effective, saved, filesystem.
+    /// Credentials of the leader: real, effective, saved, filesystem ids, and
+    /// capability sets.
     pub creds: CredsView,
+    /// The leader's cgroups, from cgroup.img.
+    pub cgroups: Vec<CgroupView>,
     /// Threads, as `ck2core threads` shows them (without registers).
     pub threads: Vec<ThreadRow>,
     /// Open files, as `ck2core files` shows them.
@@ -350,13 +353,93 @@ pub struct CoreMetadata {
     pub maps: Vec<memory::MapRow>,
 }
 
-/// Credentials, as ids.
+/// Credentials: ids and capability sets.
 #[derive(Debug, Serialize)]
 pub struct CredsView {
     /// uid, euid, suid, fsuid.
     pub uid: [u32; 4],
     /// gid, egid, sgid, fsgid.
     pub gid: [u32; 4],
+    /// Capability sets by name.
+    pub capabilities: CapsView,
+}
+
+/// The capability sets of a thread, each as capability names.
+#[derive(Debug, Serialize)]
+pub struct CapsView {
+    /// Effective.
+    pub effective: Vec<String>,
+    /// Permitted.
+    pub permitted: Vec<String>,
+    /// Inheritable.
+    pub inheritable: Vec<String>,
+    /// Bounding.
+    pub bounding: Vec<String>,
+}
+
+/// Capability names by number (include/uapi/linux/capability.h).
+const CAPS: [&str; 41] = [
+    "CAP_CHOWN",
+    "CAP_DAC_OVERRIDE",
+    "CAP_DAC_READ_SEARCH",
+    "CAP_FOWNER",
+    "CAP_FSETID",
+    "CAP_KILL",
+    "CAP_SETGID",
+    "CAP_SETUID",
+    "CAP_SETPCAP",
+    "CAP_LINUX_IMMUTABLE",
+    "CAP_NET_BIND_SERVICE",
+    "CAP_NET_BROADCAST",
+    "CAP_NET_ADMIN",
+    "CAP_NET_RAW",
+    "CAP_IPC_LOCK",
+    "CAP_IPC_OWNER",
+    "CAP_SYS_MODULE",
+    "CAP_SYS_RAWIO",
+    "CAP_SYS_CHROOT",
+    "CAP_SYS_PTRACE",
+    "CAP_SYS_PACCT",
+    "CAP_SYS_ADMIN",
+    "CAP_SYS_BOOT",
+    "CAP_SYS_NICE",
+    "CAP_SYS_RESOURCE",
+    "CAP_SYS_TIME",
+    "CAP_SYS_TTY_CONFIG",
+    "CAP_MKNOD",
+    "CAP_LEASE",
+    "CAP_AUDIT_WRITE",
+    "CAP_AUDIT_CONTROL",
+    "CAP_SETFCAP",
+    "CAP_MAC_OVERRIDE",
+    "CAP_MAC_ADMIN",
+    "CAP_SYSLOG",
+    "CAP_WAKE_ALARM",
+    "CAP_BLOCK_SUSPEND",
+    "CAP_AUDIT_READ",
+    "CAP_PERFMON",
+    "CAP_BPF",
+    "CAP_CHECKPOINT_RESTORE",
+];
+
+/// The names of the capabilities in `mask`; unknown bits as `CAP_<n>`.
+pub fn capability_names(mask: u64) -> Vec<String> {
+    (0..64)
+        .filter(|b| mask & (1 << b) != 0)
+        .map(|b| {
+            CAPS.get(b)
+                .map_or_else(|| format!("CAP_{b}"), |n| n.to_string())
+        })
+        .collect()
+}
+
+/// One cgroup of a process.
+#[derive(Debug, Serialize)]
+pub struct CgroupView {
+    /// Controllers (comma-separated, empty for the cgroup v2 hierarchy).
+    pub controllers: String,
+    /// Path in the hierarchy.
+    pub path: String,
 }
 
 /// Builds the metadata of process `p` of `ck`; `container` is
@@ -384,7 +467,21 @@ pub fn core_metadata(ck: &Checkpoint, p: &Process, container: Option<&Container>
         creds: CredsView {
             uid: c.uid,
             gid: c.gid,
+            capabilities: CapsView {
+                effective: capability_names(c.caps[0]),
+                permitted: capability_names(c.caps[1]),
+                inheritable: capability_names(c.caps[2]),
+                bounding: capability_names(c.caps[3]),
+            },
         },
+        cgroups: p
+            .cgroups
+            .iter()
+            .map(|(controllers, path)| CgroupView {
+                controllers: controllers.clone(),
+                path: path.clone(),
+            })
+            .collect(),
         threads: threads(p, false),
         files: ck.files(p.pid()).ok(),
         maps: memory::maps(p),
