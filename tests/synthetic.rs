@@ -281,23 +281,6 @@ fn unsupported_architecture_names_mtype() {
         "{}",
         stderr(&o)
     );
-    // loongarch64: no gdb here can check a core of it, so none is written.
-    let mut core = x86_core(30, "loong", true);
-    core.mtype = Some(7);
-    std::fs::write(
-        dir.join("core-30.img"),
-        image(ck2core::images::magic::CORE, &[core]),
-    )
-    .unwrap();
-    let o = convert(&dir, &root.join("cores"));
-    assert_eq!(o.status.code(), Some(1));
-    assert!(
-        stderr(&o).contains(
-            "core-30.img: core_entry.mtype is 7 (LOONGARCH64): its cores are not written because they cannot be verified"
-        ),
-        "{}",
-        stderr(&o)
-    );
     let mut core = x86_core(30, "odd", true);
     core.mtype = Some(42);
     std::fs::write(

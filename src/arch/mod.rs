@@ -5,6 +5,7 @@
 pub mod aarch64;
 pub mod arm;
 pub mod i386;
+pub mod loongarch64;
 pub mod ppc64;
 pub mod riscv64;
 pub mod s390x;
@@ -34,6 +35,8 @@ pub enum Arch {
     Riscv64,
     /// 64-bit IBM Z (mtype 5, S390; big-endian).
     S390x,
+    /// LoongArch 64-bit (mtype 7).
+    Loongarch64,
 }
 
 /// One register note a thread contributes after its NT_PRSTATUS.
@@ -85,14 +88,11 @@ impl Arch {
             Some(3) => Ok(Arch::Aarch64),
             Some(4) => Ok(Arch::Ppc64le),
             Some(5) => Ok(Arch::S390x),
+            Some(7) => Ok(Arch::Loongarch64),
             Some(8) => Ok(Arch::Riscv64),
             Some(m) if (m as usize) < MTYPE_NAMES.len() && m != 0 => {
-                let why = match m {
-                    7 => "its cores are not written because they cannot be verified: the gdb-multiarch ck2core is tested with (Debian's gdb 13) does not know loongarch",
-                    _ => "this architecture is not supported yet",
-                };
                 Err(Error::Unsupported(format!(
-                    "{member}: core_entry.mtype is {m} ({}): {why} (x86_64 and its 32-bit tasks, arm, aarch64, ppc64le, riscv64 and s390x are supported)",
+                    "{member}: core_entry.mtype is {m} ({}): this architecture is not supported yet (x86_64 and its 32-bit tasks, arm, aarch64, ppc64le, riscv64, s390x and loongarch64 are supported)",
                     MTYPE_NAMES[m as usize]
                 )))
             }
@@ -114,6 +114,7 @@ impl Arch {
             Arch::Ppc64le => "ppc64le",
             Arch::Riscv64 => "riscv64",
             Arch::S390x => "s390x",
+            Arch::Loongarch64 => "loongarch64",
         }
     }
 
@@ -127,6 +128,7 @@ impl Arch {
             Arch::Ppc64le => 21,
             Arch::Riscv64 => 243,
             Arch::S390x => 22,
+            Arch::Loongarch64 => 258,
         }
     }
 
@@ -145,9 +147,15 @@ impl Arch {
             // takes ELFv2 for every little-endian 64-bit core anyway.
             // arm and s390x: the kernel's regset views (user_arm_view,
             // user_s390_view) set no e_flags either.
-            Arch::X86_64 | Arch::I386 | Arch::Arm | Arch::Aarch64 | Arch::Ppc64le | Arch::S390x => {
-                0
-            }
+            // loongarch64: user_loongarch64_view has no e_flags, so the kernel's cores
+            // carry 0 (not the executable's ABI flags).
+            Arch::X86_64
+            | Arch::I386
+            | Arch::Arm
+            | Arch::Aarch64
+            | Arch::Ppc64le
+            | Arch::S390x
+            | Arch::Loongarch64 => 0,
         }
     }
 
@@ -155,7 +163,9 @@ impl Arch {
     pub fn layout(self) -> ElfLayout {
         match self {
             Arch::Arm | Arch::I386 => ElfLayout::LE32,
-            Arch::X86_64 | Arch::Aarch64 | Arch::Ppc64le | Arch::Riscv64 => ElfLayout::LE64,
+            Arch::X86_64 | Arch::Aarch64 | Arch::Ppc64le | Arch::Riscv64 | Arch::Loongarch64 => {
+                ElfLayout::LE64
+            }
             Arch::S390x => ElfLayout::BE64,
         }
     }
@@ -178,6 +188,8 @@ pub enum Registers {
     Riscv64(Box<riscv64::Regs>),
     /// s390x general, access, FP and vector registers, control blocks.
     S390x(Box<s390x::Regs>),
+    /// loongarch64 general and FP registers.
+    Loongarch64(Box<loongarch64::Regs>),
 }
 
 impl Registers {
@@ -237,6 +249,17 @@ impl Registers {
                 })?;
                 Ok(Registers::S390x(Box::new(s390x::Regs::decode(member, ti)?)))
             }
+            Arch::Loongarch64 => {
+                let ti = core.ti_loongarch64.as_ref().ok_or_else(|| {
+                    Error::image(
+                        member,
+                        "core_entry.ti_loongarch64 (loongarch64 registers) is missing",
+                    )
+                })?;
+                Ok(Registers::Loongarch64(Box::new(loongarch64::Regs::decode(
+                    member, ti,
+                )?)))
+            }
         }
     }
 
@@ -250,6 +273,7 @@ impl Registers {
             Registers::Ppc64le(r) => r.pc(),
             Registers::Riscv64(r) => r.gp[0],
             Registers::S390x(r) => r.psw_addr,
+            Registers::Loongarch64(r) => r.pc,
         }
     }
 
@@ -263,6 +287,7 @@ impl Registers {
             Registers::Ppc64le(r) => r.pt[1],
             Registers::Riscv64(r) => r.gp[2],
             Registers::S390x(r) => r.gprs[15],
+            Registers::Loongarch64(r) => r.gp[3],
         }
     }
 
@@ -276,12 +301,14 @@ impl Registers {
             }
             // arm's and aarch64's pt_regs keep no system call number and CRIU's
             // riscv image no orig_a0, so it can't be told; for ppc64 (trap 0xc00,
-            // r0) and s390x (the system_call word) it is not derived yet.
+            // r0) and s390x (the system_call word) it is not derived yet. CRIU's
+            // loongarch image has no orig_a0 either.
             Registers::Arm(_)
             | Registers::Aarch64(_)
             | Registers::Ppc64le(_)
             | Registers::Riscv64(_)
-            | Registers::S390x(_) => None,
+            | Registers::S390x(_)
+            | Registers::Loongarch64(_) => None,
         }
     }
 
@@ -295,7 +322,8 @@ impl Registers {
             | Registers::Aarch64(_)
             | Registers::Ppc64le(_)
             | Registers::Riscv64(_)
-            | Registers::S390x(_) => None,
+            | Registers::S390x(_)
+            | Registers::Loongarch64(_) => None,
         }
     }
 
@@ -316,7 +344,8 @@ impl Registers {
             | Registers::Aarch64(_)
             | Registers::Ppc64le(_)
             | Registers::Riscv64(_)
-            | Registers::S390x(_) => false,
+            | Registers::S390x(_)
+            | Registers::Loongarch64(_) => false,
         }
     }
 
@@ -331,6 +360,7 @@ impl Registers {
             Registers::Ppc64le(r) => r.groups(),
             Registers::Riscv64(r) => r.groups(),
             Registers::S390x(r) => r.groups(),
+            Registers::Loongarch64(r) => r.groups(),
         }
     }
 
@@ -345,6 +375,7 @@ impl Registers {
             Registers::Ppc64le(r) => (r.prstatus_regs(), r.fp.is_some()),
             Registers::Riscv64(r) => (r.prstatus_regs(), r.fp.is_some()),
             Registers::S390x(r) => (r.prstatus_regs(), r.fp.is_some()),
+            Registers::Loongarch64(r) => (r.prstatus_regs(), r.fp.is_some()),
         }
     }
 
@@ -376,6 +407,7 @@ impl Registers {
             Registers::Ppc64le(r) => r.regsets(),
             Registers::Riscv64(r) => r.regsets(),
             Registers::S390x(r) => r.regsets(),
+            Registers::Loongarch64(r) => r.regsets(),
         }
     }
 }

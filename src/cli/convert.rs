@@ -217,6 +217,9 @@ fn gdb_for(arch: Arch) -> &'static str {
         Arch::Ppc64le => cfg!(all(target_arch = "powerpc64", target_endian = "little")),
         Arch::Riscv64 => cfg!(target_arch = "riscv64"),
         Arch::S390x => cfg!(target_arch = "s390x"),
+        // Elsewhere a gdb-multiarch built with the loongarch target (Debian's 13.1 has
+        // none; lldb 22 reads these cores too).
+        Arch::Loongarch64 => cfg!(target_arch = "loongarch64"),
     };
     if native {
         "gdb"

@@ -158,7 +158,12 @@ impl Desc {
             }),
             // Registers and stack words are reported; frames beyond the first are not
             // looked for yet on these.
-            Arch::I386 | Arch::Arm | Arch::Ppc64le | Arch::Riscv64 | Arch::S390x => None,
+            Arch::I386
+            | Arch::Arm
+            | Arch::Ppc64le
+            | Arch::Riscv64
+            | Arch::S390x
+            | Arch::Loongarch64 => None,
         }
     }
 }
