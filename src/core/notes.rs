@@ -129,12 +129,15 @@ pub fn prpsinfo(p: &Process, args_area: &[u8], l: ElfLayout) -> Note {
     }
 }
 
-/// NT_SIGINFO: a checkpoint has no fatal signal, so an empty siginfo.
-pub fn siginfo() -> Note {
+/// NT_SIGINFO: a checkpoint has no fatal signal, so an empty siginfo, except for
+/// the `si_signo` some architectures need (see [`crate::arch::Arch::core_signal`]).
+pub fn siginfo(p: &Process, l: ElfLayout) -> Note {
+    let mut desc = vec![0; 128];
+    l.put_u32(&mut desc, 0, p.arch.core_signal());
     Note {
         name: "CORE",
         ntype: NT_SIGINFO,
-        desc: vec![0; 128],
+        desc,
     }
 }
 
