@@ -85,6 +85,60 @@ pub fn gdb_multiarch(core: &Path, commands: &[&str]) -> String {
     run_gdb("gdb-multiarch", &[], core, None, commands)
 }
 
+/// lldb-22 in batch mode on `core`, then `commands`; returns stdout and stderr
+/// together. lldb is the oracle for loongarch64, which Debian's gdb-multiarch 13 does
+/// not know.
+pub fn lldb(core: &Path, commands: &[&str]) -> String {
+    let mut cmd = Command::new("lldb-22");
+    cmd.args(["--no-lldbinit", "--batch", "-o"]);
+    cmd.arg(format!("target create --core {}", core.display()));
+    for c in commands {
+        cmd.args(["-o", c]);
+    }
+    let out = cmd
+        .output()
+        .unwrap_or_else(|e| panic!("lldb-22 must be installed (see .ci/run): {e}"));
+    let mut s = String::from_utf8_lossy(&out.stdout).into_owned();
+    s.push_str(&String::from_utf8_lossy(&out.stderr));
+    s
+}
+
+/// Registers per thread from lldb output of `thread list`, then for each thread
+/// `thread select N` and `register read --all`: tid -> name -> value. lldb prints
+/// every register as `name = 0x...` (fcc0..fcc7 as single bytes).
+pub fn lldb_threads(out: &str) -> BTreeMap<u32, BTreeMap<String, u64>> {
+    let mut tids: BTreeMap<u32, u32> = BTreeMap::new();
+    for l in out.lines() {
+        if let Some(rest) = l.trim_start_matches(['*', ' ']).strip_prefix("thread #") {
+            if let Some((n, r)) = rest.split_once(": tid = ") {
+                let tid = r.split(',').next().unwrap_or("").trim();
+                if let (Ok(n), Ok(tid)) = (n.parse(), tid.parse()) {
+                    tids.insert(n, tid);
+                }
+            }
+        }
+    }
+    let mut map: BTreeMap<u32, BTreeMap<String, u64>> = BTreeMap::new();
+    let mut cur: Option<u32> = None;
+    for l in out.lines() {
+        if let Some(n) = l.strip_prefix("(lldb) thread select ") {
+            cur = n
+                .trim()
+                .parse()
+                .ok()
+                .and_then(|n: u32| tids.get(&n).copied());
+            continue;
+        }
+        let Some(tid) = cur else { continue };
+        if let Some((name, v)) = l.trim().split_once(" = ") {
+            if let Some(Ok(v)) = v.strip_prefix("0x").map(|h| u64::from_str_radix(h, 16)) {
+                map.entry(tid).or_default().insert(name.to_string(), v);
+            }
+        }
+    }
+    map
+}
+
 /// The value gdb printed for register `name` (first `name 0x...` line).
 pub fn reg(out: &str, name: &str) -> u64 {
     let line = out
