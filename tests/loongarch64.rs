@@ -41,7 +41,12 @@ fn fcc(t: u64) -> u64 {
 }
 
 fn fcsr(t: u64) -> u32 {
-    0x300 + t as u32 % 2 * 0x100 // rounding mode 3 or 0 (bits 8-9), per thread
+    // The rounding mode (bits 8-9): 3 for even threads, 1 for odd ones.
+    if t % 2 == 0 {
+        0x300
+    } else {
+        0x100
+    }
 }
 
 fn la_core(tid: u32, leader: bool) -> pb::CoreEntry {
