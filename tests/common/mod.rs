@@ -89,8 +89,10 @@ pub fn gdb_multiarch(core: &Path, commands: &[&str]) -> String {
 /// together. lldb is the oracle for loongarch64, which Debian's gdb-multiarch 13 does
 /// not know.
 pub fn lldb(core: &Path, commands: &[&str]) -> String {
-    let mut cmd = Command::new("lldb-22");
-    cmd.args(["--no-lldbinit", "--batch", "-o"]);
+    // lldb waits for ever on a core it believes it could resume: a time limit
+    // turns that into a failed test instead of a stuck CI run.
+    let mut cmd = Command::new("timeout");
+    cmd.args(["120", "lldb-22", "--no-lldbinit", "--batch", "-o"]);
     cmd.arg(format!("target create --core {}", core.display()));
     for c in commands {
         cmd.args(["-o", c]);
@@ -98,6 +100,7 @@ pub fn lldb(core: &Path, commands: &[&str]) -> String {
     let out = cmd
         .output()
         .unwrap_or_else(|e| panic!("lldb-22 must be installed (see .ci/run): {e}"));
+    assert_ne!(out.status.code(), Some(124), "lldb-22 did not finish in 120 s");
     let mut s = String::from_utf8_lossy(&out.stdout).into_owned();
     s.push_str(&String::from_utf8_lossy(&out.stderr));
     s
