@@ -82,9 +82,7 @@ fn synthetic_loongarch64_registers_memory_and_notes() {
         auxv: vec![6, LPAGE, 16, 0x3f7],
     };
     write_foreign(&dir, &f, "LOONG", la_core);
-    let out = root.join("cores");
-    ck2core_ok(&[dir.to_str().unwrap(), "-o", out.to_str().unwrap()]);
-    let core = out.join("core.90");
+    let core = f.convert(&dir);
 
     let h = readelf_headers(&core);
     assert_eq!(header_field(&h, "Class"), "ELF64");

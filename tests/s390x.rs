@@ -171,9 +171,7 @@ fn synthetic_s390x_registers_memory_and_notes() {
         assert_eq!(b[..4], want.to_be_bytes(), "{img} is not big-endian");
     }
 
-    let out = root.join("cores");
-    ck2core_ok(&[dir.to_str().unwrap(), "-o", out.to_str().unwrap()]);
-    let core = out.join("core.90");
+    let core = f.convert(&dir);
 
     // What the kernel writes for an s390x process: ELFCLASS64, big-endian,
     // EM_S390, e_flags 0, and the notes of s390_regsets with their sizes.
@@ -211,24 +209,15 @@ fn synthetic_s390x_registers_memory_and_notes() {
     );
     assert!(readelf_notes_raw(&core).contains("Unknown note type: (0x0000030d)"));
 
-    let got = gdb_multiarch(
+    let (got, threads) = f.gdb(
         &core,
+        "S390X",
         &[
             "thread apply all info registers all",
             "info proc mappings",
-            &format!("x/s {:#x}", f.text_at()),
             &format!("x/gx {:#x}", gpr(0, 15)),
-            &format!("x/s {:#x}", f.last_word_at()),
-            &format!("x/s {:#x}", f.second_at()),
             &format!("x/s {:#x}", file_at),
         ],
-    );
-    assert_eq!(warnings(&got), Vec::<&str>::new(), "{got}");
-    let threads = parse_threads(&got);
-    assert_eq!(
-        threads.keys().copied().collect::<Vec<_>>(),
-        [90, 91],
-        "{got}"
     );
     for (tid, view) in &threads {
         let t = *tid as u64;
@@ -267,10 +256,7 @@ fn synthetic_s390x_registers_memory_and_notes() {
         }
     }
     assert_threads_regs_match_gdb(&dir, &got, &["general", "float", "vector"]);
-    assert!(got.contains("\"S390X-PAGE\""), "{got}");
     assert!(got.contains(&format!(":\t{STACK_WORD:#018x}")), "{got}");
-    assert!(got.contains("\"LASTWORD\""), "{got}");
-    assert!(got.contains("\"SECOND-VMA\""), "{got}");
     // NT_FILE's big-endian words: the mapping, its offset (a page) and its path.
     assert!(got.contains("\"FILE-PAGE-2\""), "{got}");
     let row = got
@@ -290,16 +276,8 @@ fn synthetic_s390x_registers_memory_and_notes() {
     );
 
     // The gdb helper finds its note in a big-endian core.
-    let helper = std::process::Command::new("gdb-multiarch")
-        .args(["-nx", "-batch", "-iex", "set debuginfod enabled off", "-ix"])
-        .arg(out.join("gdbinit"))
-        .arg("--core")
-        .arg(&core)
-        .args(["-ex", "ck2core threads"])
-        .output()
-        .unwrap();
-    let helper = String::from_utf8_lossy(&helper.stdout).into_owned()
-        + &String::from_utf8_lossy(&helper.stderr);
+    let helper =
+        gdb_multiarch_with_init(&core.with_file_name("gdbinit"), &core, &["ck2core threads"]);
     assert!(
         helper.contains("ck2core: pid 90 (zz), 2 threads named from CRIU."),
         "{helper}"

@@ -85,6 +85,17 @@ pub fn gdb_multiarch(core: &Path, commands: &[&str]) -> String {
     run_gdb("gdb-multiarch", &[], core, None, commands)
 }
 
+/// gdb-multiarch set up by the `gdbinit` ck2core writes beside its cores.
+pub fn gdb_multiarch_with_init(gdbinit: &Path, core: &Path, commands: &[&str]) -> String {
+    run_gdb(
+        "gdb-multiarch",
+        &["-ix".into(), gdbinit.into()],
+        core,
+        None,
+        commands,
+    )
+}
+
 /// lldb-22 in batch mode on `core`, then `commands`; returns stdout and stderr
 /// together. lldb is the oracle for loongarch64, which Debian's gdb-multiarch 13 does
 /// not know.
@@ -100,7 +111,11 @@ pub fn lldb(core: &Path, commands: &[&str]) -> String {
     let out = cmd
         .output()
         .unwrap_or_else(|e| panic!("lldb-22 must be installed (see .ci/run): {e}"));
-    assert_ne!(out.status.code(), Some(124), "lldb-22 did not finish in 120 s");
+    assert_ne!(
+        out.status.code(),
+        Some(124),
+        "lldb-22 did not finish in 120 s"
+    );
     let mut s = String::from_utf8_lossy(&out.stdout).into_owned();
     s.push_str(&String::from_utf8_lossy(&out.stderr));
     s
@@ -475,4 +490,50 @@ pub fn assert_threads_regs_match_gdb(checkpoint: &Path, gdb: &str, groups: &[&st
         }
     }
     assert!(checked > 0, "no register compared");
+}
+
+/// Conversion and gdb-multiarch checks every synthetic foreign-architecture test
+/// makes (here, not in synth.rs, which the benchmark includes without gdb).
+impl synth::Foreign {
+    /// Converts the images in `dir` into `cores/` beside it; returns the core's path.
+    pub fn convert(&self, dir: &Path) -> PathBuf {
+        let out = dir.parent().unwrap().join("cores");
+        ck2core_ok(&[dir.to_str().unwrap(), "-o", out.to_str().unwrap()]);
+        out.join(format!("core.{}", self.pid))
+    }
+
+    /// Opens `core` in gdb-multiarch, runs `commands`, then reads the three known
+    /// strings. Asserts that gdb warned about nothing, saw both threads and read the
+    /// strings (the first one is "<tag>-PAGE"). Returns gdb's output and each
+    /// thread's registers.
+    pub fn gdb(
+        &self,
+        core: &Path,
+        tag: &str,
+        commands: &[&str],
+    ) -> (String, BTreeMap<u32, ThreadView>) {
+        let reads =
+            [self.text_at(), self.last_word_at(), self.second_at()].map(|a| format!("x/s {a:#x}"));
+        let mut all: Vec<&str> = commands.to_vec();
+        all.extend(reads.iter().map(String::as_str));
+        let got = gdb_multiarch(core, &all);
+        assert_eq!(warnings(&got), Vec::<&str>::new(), "{got}");
+        let threads = parse_threads(&got);
+        assert_eq!(
+            threads.keys().copied().collect::<Vec<_>>(),
+            [self.pid, self.pid + 1],
+            "{got}"
+        );
+        for text in [
+            format!("{tag}-PAGE"),
+            "LASTWORD".into(),
+            "SECOND-VMA".into(),
+        ] {
+            assert!(
+                got.contains(&format!("\"{text}\"")),
+                "{text} not in:\n{got}"
+            );
+        }
+        (got, threads)
+    }
 }
