@@ -163,9 +163,7 @@ fn thread(t: &ThreadReport) {
     let sys = match &row.syscall {
         Some(s) => format!(
             ", in system call {}{}",
-            s.name
-                .map(str::to_string)
-                .unwrap_or_else(|| format!("#{}", s.number)),
+            s.label(),
             if s.rewound_for_restart {
                 " (registers rewound for restart)"
             } else {
@@ -225,16 +223,7 @@ fn frame_line(f: &Frame) -> String {
         let short = m.rsplit('/').next().unwrap_or(m);
         s.push_str(&format!("  [{short} +{off}]"));
     }
-    s.push_str(if f.inlined {
-        "  (inlined)"
-    } else {
-        match f.trust {
-            ck2core::report::unwind::Trust::Context => "  (context)",
-            ck2core::report::unwind::Trust::Cfi => "  (cfi)",
-            ck2core::report::unwind::Trust::FramePointer => "  (frame pointer)",
-            ck2core::report::unwind::Trust::Scan => "  (scan)",
-            ck2core::report::unwind::Trust::TailCall => "  (tail call)",
-        }
-    });
+    let how = if f.inlined { "inlined" } else { f.trust.name() };
+    s.push_str(&format!("  ({how})"));
     s
 }

@@ -45,9 +45,7 @@ pub fn run(a: ThreadsArgs) -> anyhow::Result<()> {
                     any_rewound |= s.rewound_for_restart;
                     format!(
                         "{}{}",
-                        s.name
-                            .map(str::to_string)
-                            .unwrap_or_else(|| format!("#{}", s.number)),
+                        s.label(),
                         if s.rewound_for_restart {
                             " (restart)"
                         } else {

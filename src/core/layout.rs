@@ -133,6 +133,20 @@ impl ElfLayout {
         self.word_push(&mut b, v);
         buf[at..at + b.len()].copy_from_slice(&b);
     }
+
+    /// Reads a "long" from the first [`Self::word`] bytes of `b` (for memory of a
+    /// process of this layout).
+    pub fn get_word(self, b: &[u8]) -> u64 {
+        let mut v = [0u8; 8];
+        let n = self.word();
+        if self.big_endian {
+            v[8 - n..].copy_from_slice(&b[..n]);
+            u64::from_be_bytes(v)
+        } else {
+            v[..n].copy_from_slice(&b[..n]);
+            u64::from_le_bytes(v)
+        }
+    }
 }
 
 #[cfg(test)]

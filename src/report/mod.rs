@@ -316,18 +316,7 @@ fn stack_words(
     (0..n as u64)
         .map_while(|i| sp.checked_add(size * i))
         .map(|addr| {
-            let mut b = [0u8; 8];
-            let value = mem.read(addr, &mut b[..size as usize]).map(|_| {
-                let b = &b[..size as usize];
-                b.iter().enumerate().fold(0u64, |v, (i, byte)| {
-                    let shift = if layout.big_endian {
-                        size as usize - 1 - i
-                    } else {
-                        i
-                    };
-                    v | (*byte as u64) << (8 * shift)
-                })
-            });
+            let value = mem.long(addr, layout);
             StackWord {
                 address: Hex(addr),
                 value: value.map(Hex),

@@ -138,9 +138,7 @@ impl ElfInfo {
                 })
             })
             .collect();
-        // Prefer sized symbols, then the symtab's (first) name for an address.
-        symbols.sort_by(|a, b| a.addr.cmp(&b.addr).then((b.size > 0).cmp(&(a.size > 0))));
-        symbols.dedup_by_key(|s| s.addr);
+        sort_symbols(&mut symbols);
         let mut sections = BTreeMap::new();
         for name in WANTED {
             let Some(sec) = file.section_by_name(name) else {
@@ -395,6 +393,13 @@ fn demangle(name: &str) -> String {
     addr2line::demangle_auto(name.into(), None).into_owned()
 }
 
+/// Sorts symbols by address and keeps one per address: a sized one if any, else the
+/// first (the symtab's name comes before the dynsym's).
+fn sort_symbols(symbols: &mut Vec<Symbol>) {
+    symbols.sort_by(|a, b| a.addr.cmp(&b.addr).then((b.size > 0).cmp(&(a.size > 0))));
+    symbols.dedup_by_key(|s| s.addr);
+}
+
 /// The symbol covering `svma`: the nearest one at or below it, if its size reaches
 /// (or it has no size, as hand-written assembly often doesn't).
 fn symbol_at(symbols: &[Symbol], svma: u64) -> Option<&Symbol> {
@@ -573,9 +578,7 @@ fn load(maps: &[(u64, u64, u64, bool)], mut info: ElfInfo, debug: Option<&ElfInf
             });
         }
         info.symbols.extend(d.symbols.iter().cloned());
-        info.symbols
-            .sort_by(|a, b| a.addr.cmp(&b.addr).then((b.size > 0).cmp(&(a.size > 0))));
-        info.symbols.dedup_by_key(|s| s.addr);
+        sort_symbols(&mut info.symbols);
     }
     Loaded {
         bias,

@@ -14,6 +14,7 @@ use serde::Serialize;
 
 use super::modules::{Cfi, Modules, Reader};
 use crate::arch::{Arch, Registers};
+use crate::core::layout::ElfLayout;
 use crate::model::memory::AddressSpace;
 
 /// How a frame's pc and sp were found.
@@ -111,11 +112,16 @@ impl<'a> Memory<'a> {
         Some(())
     }
 
-    /// The little-endian word at `addr`.
+    /// The 64-bit little-endian word at `addr` (x86-64 and arm64, the unwinder's).
     pub fn word(&self, addr: u64) -> Option<u64> {
+        self.long(addr, ElfLayout::LE64)
+    }
+
+    /// The "long" of a process of `layout` (size and byte order) at `addr`.
+    pub fn long(&self, addr: u64, layout: ElfLayout) -> Option<u64> {
         let mut b = [0u8; 8];
-        self.read(addr, &mut b)?;
-        Some(u64::from_le_bytes(b))
+        self.read(addr, &mut b[..layout.word()])?;
+        Some(layout.get_word(&b))
     }
 
     fn executable(&self, addr: u64) -> bool {

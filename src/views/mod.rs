@@ -225,6 +225,14 @@ pub struct Syscall {
     pub rewound_for_restart: bool,
 }
 
+impl Syscall {
+    /// Its name, or `#number` on architectures whose names ck2core doesn't know.
+    pub fn label(&self) -> String {
+        self.name
+            .map_or_else(|| format!("#{}", self.number), str::to_string)
+    }
+}
+
 /// Registers as groups of name -> value (serialised as nested objects, in order).
 #[derive(Debug)]
 pub struct RegisterGroups(pub Vec<(&'static str, Vec<(String, String)>)>);
