@@ -109,12 +109,23 @@ pub struct Info {
     pub checkpoint_size: u64,
     /// Size of the memory pages files.
     pub memory_pages_size: u64,
+    /// How the pages are compressed, if they are (`criu dump --compress`).
+    pub page_compression: Option<PageCompression>,
     /// Size of rootfs-diff.tar, if any.
     pub rootfs_diff_size: Option<u64>,
     /// CRIU dump statistics.
     pub dump_stats: Option<DumpStats>,
     /// Container metadata, if the archive has any.
     pub container: Option<Container>,
+}
+
+/// Page compression, as inventory.img records it.
+#[derive(Debug, Serialize)]
+pub struct PageCompression {
+    /// `"per-page"`, `"region"`, or `"unknown-N"` for a mode ck2core does not know.
+    pub mode: String,
+    /// Bytes per region (region mode).
+    pub region_size: Option<u32>,
 }
 
 /// Builds [`Info`].
@@ -147,6 +158,14 @@ pub fn info(ck: &Checkpoint) -> Info {
         arch,
         checkpoint_size,
         memory_pages_size,
+        page_compression: ck.compression.map(|c| PageCompression {
+            mode: match c.mode {
+                1 => "per-page".into(),
+                2 => "region".into(),
+                m => format!("unknown-{m}"),
+            },
+            region_size: c.region_size,
+        }),
         rootfs_diff_size: archive.member("rootfs-diff.tar").map(|m| m.size),
         dump_stats: dump_stats(archive, prefix),
         container: Container::read(archive),
