@@ -305,105 +305,125 @@ pub fn mark_inventory(dir: &Path, o: &Options, page_size: u64) {
     std::fs::write(&path, out).unwrap();
 }
 
-/// Compresses one pagemap and its pages file.
+/// The pages file being written, and how far it got.
+struct Out {
+    w: std::io::BufWriter<std::fs::File>,
+    len: u64,
+}
+
+impl Out {
+    fn put(&mut self, b: &[u8]) {
+        use std::io::Write;
+        self.w.write_all(b).unwrap();
+        self.len += b.len() as u64;
+    }
+
+    /// Pads to the next page boundary. CRIT pads with zeros; 0xa5 here makes a
+    /// reader that does not skip the padding show.
+    fn pad(&mut self, page_size: u64, stats: &mut Stats) {
+        let n = self.len.next_multiple_of(page_size) - self.len;
+        stats.padding += n;
+        self.put(&vec![0xa5; n as usize]);
+    }
+}
+
+/// Compresses one pagemap and its pages file, a block at a time (the bench
+/// compresses gigabytes with it).
 pub fn compress_pagemap(dir: &Path, name: &str, page_size: u64, o: &Options) -> Stats {
+    use std::os::unix::fs::FileExt;
     let (head, entries) = read_pagemap(&dir.join(name));
     let pages_path = dir.join(format!("pages-{}.img", head.pages_id.unwrap()));
-    let input = std::fs::read(&pages_path).unwrap_or_default();
-    let mut out: Vec<u8> = Vec::new();
+    let tmp = dir.join(".pages.compressing");
+    let input = std::fs::File::open(&pages_path).ok();
+    let mut out = Out {
+        w: std::io::BufWriter::with_capacity(1 << 20, std::fs::File::create(&tmp).unwrap()),
+        len: 0,
+    };
+    let per = match o.blocks {
+        Blocks::PerPage => page_size as usize,
+        Blocks::Region(n) => n as usize * page_size as usize,
+    };
+    let mut block = vec![0u8; per];
     let mut encoded = Vec::new();
     let mut stats = Stats::default();
-    let mut at = 0usize;
+    let mut at = 0u64;
     let mut present = 0u32;
     let mut block_no = 0u32;
-    for e in entries {
-        let mut e = e.clone();
+    for mut e in entries {
         let f = flags(&e);
         if f & PE_PRESENT == 0 {
             encoded.push(encode_entry(&e, false));
             continue;
         }
         present += 1;
-        let len = (nr_pages(&e) * page_size) as usize;
-        let raw = &input[at..at + len];
-        at += len;
-        if o.plain_every > 0 && present % o.plain_every == 0 {
-            if o.align == Align::Always {
-                pad(&mut out, page_size, &mut stats);
-                e.flags = Some(f | PE_PAYLOAD_ALIGNED);
-                stats.aligned += 1;
-            }
-            out.extend_from_slice(raw);
-            stats.plain += 1;
-            encoded.push(encode_entry(&e, false));
-            continue;
-        }
-        let per = match o.blocks {
-            Blocks::PerPage => page_size as usize,
-            Blocks::Region(n) => n as usize * page_size as usize,
-        };
-        let mut sizes = Vec::new();
-        let mut started = false;
+        let len = nr_pages(&e) * page_size;
+        let input = input.as_ref().expect("present pages need a pages file");
+        let plain = o.plain_every > 0 && present % o.plain_every == 0;
         let mut aligned = false;
         if o.align == Align::Always {
-            pad(&mut out, page_size, &mut stats);
+            out.pad(page_size, &mut stats);
             aligned = true;
         }
-        let mut entry_stats = Stats::default();
-        for block in raw.chunks(per) {
-            block_no += 1;
-            if block.iter().all(|b| *b == 0) {
-                sizes.push(0);
-                entry_stats.zero += 1;
+        let mut sizes = Vec::new();
+        let mut started = false;
+        let mut done = 0u64;
+        while done < len {
+            let b = &mut block[..(len - done).min(per as u64) as usize];
+            input.read_exact_at(b, at + done).unwrap();
+            done += b.len() as u64;
+            if plain {
+                out.put(b);
                 continue;
             }
-            let packed = lz4::compress(block);
+            block_no += 1;
+            if b.iter().all(|x| *x == 0) {
+                sizes.push(0);
+                stats.zero += 1;
+                continue;
+            }
+            let packed = lz4::compress(b);
             let force_raw = o.raw_every > 0 && block_no % o.raw_every == 0;
-            let stored: &[u8] = if force_raw || packed.len() >= block.len() * 7 / 8 {
-                entry_stats.raw += 1;
-                block
+            let stored: &[u8] = if force_raw || packed.len() >= b.len() * 7 / 8 {
+                stats.raw += 1;
+                b
             } else {
-                entry_stats.lz4 += 1;
+                stats.lz4 += 1;
                 &packed
             };
-            if !started && stored.len() == block.len() && o.align == Align::BeforeRaw {
-                pad(&mut out, page_size, &mut stats);
+            if !started && stored.len() == b.len() && o.align == Align::BeforeRaw {
+                out.pad(page_size, &mut stats);
                 aligned = true;
             }
             started = true;
-            out.extend_from_slice(stored);
+            out.put(stored);
             sizes.push(stored.len() as u32);
         }
-        stats += entry_stats;
+        at += len;
         if aligned {
             e.flags = Some(f | PE_PAYLOAD_ALIGNED);
             stats.aligned += 1;
         }
-        let all_raw = sizes
-            .iter()
-            .zip(raw.chunks(per))
-            .all(|(s, b)| *s as usize == b.len());
-        if !(o.drop_all_raw && all_raw) {
+        let raw_sizes = (0..sizes.len() as u64).map(|k| (len - k * per as u64).min(per as u64));
+        let all_raw = sizes.iter().zip(raw_sizes).all(|(s, r)| u64::from(*s) == r);
+        if plain || (o.drop_all_raw && all_raw) {
+            stats.plain += 1;
+        } else {
             e.total_compressed_size = o.total.then(|| sizes.iter().map(|s| u64::from(*s)).sum());
             if let Blocks::Region(n) = o.blocks {
                 e.region_pages = Some(n);
             }
             e.compressed_size = sizes;
-        } else {
-            stats.plain += 1;
         }
         encoded.push(encode_entry(&e, o.unpacked));
     }
-    std::fs::write(&pages_path, out).unwrap();
+    out.w.into_inner().unwrap();
+    if input.is_some() {
+        std::fs::rename(&tmp, &pages_path).unwrap();
+    } else {
+        std::fs::remove_file(&tmp).unwrap();
+    }
     write_pagemap(&dir.join(name), &head, &encoded);
     stats
-}
-
-fn pad(out: &mut Vec<u8>, page_size: u64, stats: &mut Stats) {
-    let to = out.len().next_multiple_of(page_size as usize);
-    stats.padding += (to - out.len()) as u64;
-    // CRIT pads with zeros; ones here make a reader that fails to skip them show.
-    out.resize(to, 0xa5);
 }
 
 /// Turns every `every`-th present entry of `dir`'s pagemap-`pid`.img into a
