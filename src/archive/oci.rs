@@ -471,11 +471,11 @@ impl ImageFile {
         let path = format!("blobs/{alg}/{enc}");
         let blob = self
             .file(&path)
-            .map_err(|e| self.err(format!("{what} (blob {digest}): {e}")))?;
+            .map_err(|e| self.err(format!("{what}: {e}")))?;
         if let Some(size) = size {
             if blob.len() != size {
                 return Err(self.err(format!(
-                    "{what} (blob {digest}): {} bytes, its descriptor says {size}",
+                    "{what}: {} bytes, its descriptor says {size}",
                     blob.len()
                 )));
             }
@@ -538,7 +538,7 @@ impl ImageFile {
         }
         annotations.extend(index.annotations.unwrap_or_default());
         for (i, d) in index.manifests.into_iter().enumerate() {
-            let here = format!("{what} manifests[{i}]");
+            let here = format!("{what} manifests[{i}] ({})", d.digest);
             let size = u64::try_from(d.size)
                 .map_err(|_| self.err(format!("{here}: negative size {}", d.size)))?;
             let mut ann = annotations.clone();
@@ -702,7 +702,7 @@ impl ImageFile {
                 let (config, _): (Value, _) = self.json_blob(
                     &man.config.digest,
                     Some(csize),
-                    &format!("config of {what}"),
+                    &format!("config {} of {what}", man.config.digest),
                 )?;
                 let mut layers = Vec::with_capacity(man.layers.len());
                 for (i, l) in man.layers.into_iter().enumerate() {
