@@ -51,8 +51,7 @@ fn diff_ids(config: &Value) -> Vec<String> {
 }
 
 const CKBOX_ID: &str = "sha256:6fae9915881633469898d89f295b69d45aa8870cb77b0aa4060180f1385afa30";
-const CKBOX_LAYER: &str =
-    "f0df1855e792a72e26f4faeca12a4cc2423fc65e1a30d10caf2c9849c0b68926";
+const CKBOX_LAYER: &str = "f0df1855e792a72e26f4faeca12a4cc2423fc65e1a30d10caf2c9849c0b68926";
 
 #[test]
 fn the_real_layout_and_archive() {
@@ -85,7 +84,10 @@ fn the_real_layout_and_archive() {
         .unwrap()
         .select(None)
         .unwrap();
-    assert_eq!(ck.annotations["org.criu.checkpoint.container.name"], "ckbox");
+    assert_eq!(
+        ck.annotations["org.criu.checkpoint.container.name"],
+        "ckbox"
+    );
     assert_eq!(
         ck.annotations["org.opencontainers.image.ref.name"],
         "localhost/ckbox-checkpoint:1"
@@ -126,7 +128,9 @@ fn gzip(b: &[u8]) -> Vec<u8> {
 
 fn gunzip(b: &[u8]) -> Vec<u8> {
     let mut out = Vec::new();
-    flate2::read::GzDecoder::new(b).read_to_end(&mut out).unwrap();
+    flate2::read::GzDecoder::new(b)
+        .read_to_end(&mut out)
+        .unwrap();
     out
 }
 
@@ -186,7 +190,11 @@ impl Layout {
 
     fn index(&self, manifests: Vec<Value>) {
         let idx = json!({"schemaVersion": 2, "manifests": manifests});
-        std::fs::write(self.dir.join("index.json"), serde_json::to_vec(&idx).unwrap()).unwrap();
+        std::fs::write(
+            self.dir.join("index.json"),
+            serde_json::to_vec(&idx).unwrap(),
+        )
+        .unwrap();
     }
 }
 
@@ -202,24 +210,33 @@ fn platforms_are_chosen_from_a_nested_index() {
     let arm = l.manifest("arm64", std::slice::from_ref(&layer), json!({}));
     let mt = "application/vnd.oci.image.manifest.v1+json";
     let inner = json!({"schemaVersion": 2, "mediaType": "application/vnd.oci.image.index.v1+json",
-        "manifests": [
-            {"mediaType": mt, "digest": l.blob(&amd), "size": amd.len(),
-             "platform": {"os": "linux", "architecture": "amd64"}},
-            {"mediaType": mt, "digest": l.blob(&arm), "size": arm.len(),
-             "platform": {"os": "linux", "architecture": "arm64", "variant": "v8"}},
-            {"mediaType": mt, "digest": l.blob(&amd), "size": amd.len(),
-             "platform": {"os": "unknown", "architecture": "unknown"}},
-        ]});
+    "manifests": [
+        {"mediaType": mt, "digest": l.blob(&amd), "size": amd.len(),
+         "platform": {"os": "linux", "architecture": "amd64"}},
+        {"mediaType": mt, "digest": l.blob(&arm), "size": arm.len(),
+         "platform": {"os": "linux", "architecture": "arm64", "variant": "v8"}},
+        {"mediaType": mt, "digest": l.blob(&amd), "size": amd.len(),
+         "platform": {"os": "unknown", "architecture": "unknown"}},
+    ]});
     let inner = serde_json::to_vec(&inner).unwrap();
-    l.index(vec![json!({"mediaType": "application/vnd.oci.image.index.v1+json",
+    l.index(vec![
+        json!({"mediaType": "application/vnd.oci.image.index.v1+json",
         "digest": l.blob(&inner), "size": inner.len(),
-        "annotations": {"org.opencontainers.image.ref.name": "multi:1"}})]);
+        "annotations": {"org.opencontainers.image.ref.name": "multi:1"}}),
+    ]);
     let f = ImageFile::open(&l.dir, &limits()).unwrap();
-    assert_eq!(f.manifests().unwrap().len(), 2, "the attestation is left out");
+    assert_eq!(
+        f.manifests().unwrap().len(),
+        2,
+        "the attestation is left out"
+    );
     let img = f.select(Some("aarch64")).unwrap();
     assert_eq!(img.manifest_digest.as_deref(), Some(&sha(&arm)[..]));
     assert_eq!(img.architecture(), Some("arm64"));
-    assert_eq!(img.annotations["org.opencontainers.image.ref.name"], "multi:1");
+    assert_eq!(
+        img.annotations["org.opencontainers.image.ref.name"],
+        "multi:1"
+    );
     let img = f.select(Some("amd64")).unwrap();
     assert_eq!(img.manifest_digest.as_deref(), Some(&sha(&amd)[..]));
     let err = f.select(None).unwrap_err().to_string();
@@ -349,8 +366,10 @@ fn a_layered_checkpoint_image_reads_like_one_archive() {
         &[low, mid, high],
         json!({"org.criu.checkpoint.container.name": "ckbox"}),
     );
-    l.index(vec![json!({"mediaType": "application/vnd.oci.image.manifest.v1+json",
-        "digest": l.blob(&man), "size": man.len()})]);
+    l.index(vec![
+        json!({"mediaType": "application/vnd.oci.image.manifest.v1+json",
+        "digest": l.blob(&man), "size": man.len()}),
+    ]);
 
     assert_eq!(
         cores_of(&l.dir, "oci-layered", "oci-layered-cores"),
@@ -388,7 +407,11 @@ fn a_docker_archive_checkpoint_marked_by_its_config_labels() {
     );
     assert_eq!(
         cores_of(&path, "oci-docker-ck", "oci-docker-ck-cores"),
-        cores_of(&ckbox("ckbox.tar.zst"), "oci-docker-ck", "oci-docker-ck-ref")
+        cores_of(
+            &ckbox("ckbox.tar.zst"),
+            "oci-docker-ck",
+            "oci-docker-ck-ref"
+        )
     );
     let out = ck2core(&["info", path.to_str().unwrap()]);
     let info = String::from_utf8_lossy(&out.stdout);
@@ -460,12 +483,21 @@ fn damaged_images_are_refused_with_the_blob_and_field_named() {
     // A missing config.
     let img = checkpoint_copy("oci-no-config");
     std::fs::remove_file(blob(&img, CK_CONFIG)).unwrap();
-    refused(&img, &[&format!("config sha256:{CK_CONFIG} of manifest"), "No such file"]);
+    refused(
+        &img,
+        &[
+            &format!("config sha256:{CK_CONFIG} of manifest"),
+            "No such file",
+        ],
+    );
 
     // index.json that is not an index; then one naming a path, not a digest.
     let img = checkpoint_copy("oci-bad-index");
     std::fs::write(img.join("index.json"), b"{\"schemaVersion\":2}").unwrap();
-    refused(&img, &["index.json: not a valid OCI image index", "manifests"]);
+    refused(
+        &img,
+        &["index.json: not a valid OCI image index", "manifests"],
+    );
     std::fs::write(
         img.join("index.json"),
         br#"{"schemaVersion":2,"manifests":[{"mediaType":"application/vnd.oci.image.manifest.v1+json","digest":"sha256:../../../../etc/passwd","size":1}]}"#,
@@ -477,8 +509,11 @@ fn damaged_images_are_refused_with_the_blob_and_field_named() {
     let img = checkpoint_copy("oci-link-blob");
     let p = blob(&img, CK_LAYER);
     std::fs::remove_file(&p).unwrap();
-    std::os::unix::fs::symlink(ckbox("ckbox-checkpoint.oci-dir/blobs/sha256").join(CK_LAYER), &p)
-        .unwrap();
+    std::os::unix::fs::symlink(
+        ckbox("ckbox-checkpoint.oci-dir/blobs/sha256").join(CK_LAYER),
+        &p,
+    )
+    .unwrap();
     refused(&img, &[CK_LAYER, "not a regular file"]);
 
     // A layer of garbage, and a layer whose gzip stream is cut (same size, so the
@@ -491,7 +526,8 @@ fn damaged_images_are_refused_with_the_blob_and_field_named() {
         // Store `layer` under its own digest and point the manifest at it.
         let d = sha(layer);
         std::fs::write(
-            img.join("blobs/sha256").join(d.trim_start_matches("sha256:")),
+            img.join("blobs/sha256")
+                .join(d.trim_start_matches("sha256:")),
             layer,
         )
         .unwrap();
@@ -501,7 +537,8 @@ fn damaged_images_are_refused_with_the_blob_and_field_named() {
             .replace("\"size\":40969", &format!("\"size\":{}", layer.len()));
         let md = sha(m.as_bytes());
         std::fs::write(
-            img.join("blobs/sha256").join(md.trim_start_matches("sha256:")),
+            img.join("blobs/sha256")
+                .join(md.trim_start_matches("sha256:")),
             &m,
         )
         .unwrap();
@@ -542,12 +579,17 @@ fn decompression_is_bounded() {
     let l = Layout::new("oci-bomb");
     let big = gzip(&vec![0u8; 8 << 20]);
     let man = l.manifest("amd64", std::slice::from_ref(&big), json!({}));
-    l.index(vec![json!({"mediaType": "application/vnd.oci.image.manifest.v1+json",
-        "digest": l.blob(&man), "size": man.len()})]);
+    l.index(vec![
+        json!({"mediaType": "application/vnd.oci.image.manifest.v1+json",
+        "digest": l.blob(&man), "size": man.len()}),
+    ]);
     let small = Limits {
         max_unpacked: 1 << 20,
     };
-    let img = ImageFile::open(&l.dir, &small).unwrap().select(None).unwrap();
+    let img = ImageFile::open(&l.dir, &small)
+        .unwrap()
+        .select(None)
+        .unwrap();
     let mut r = img.layers[0].open().unwrap();
     let mut sink = Vec::new();
     let err = r.read_to_end(&mut sink).unwrap_err().to_string();
@@ -559,18 +601,26 @@ fn decompression_is_bounded() {
 
     // The same as a checkpoint image, through the command line's flag.
     let l = Layout::new("oci-bomb-ck");
-    let big = gzip(&tar_bytes(&[("checkpoint/pages-1.img".into(), vec![0u8; 4 << 20])]));
+    let big = gzip(&tar_bytes(&[(
+        "checkpoint/pages-1.img".into(),
+        vec![0u8; 4 << 20],
+    )]));
     let man = l.manifest(
         "amd64",
         std::slice::from_ref(&big),
         json!({"org.criu.checkpoint.container.name": "x"}),
     );
-    l.index(vec![json!({"mediaType": "application/vnd.oci.image.manifest.v1+json",
-        "digest": l.blob(&man), "size": man.len()})]);
+    l.index(vec![
+        json!({"mediaType": "application/vnd.oci.image.manifest.v1+json",
+        "digest": l.blob(&man), "size": man.len()}),
+    ]);
     let out = ck2core(&["ps", l.dir.to_str().unwrap(), "--max-unpacked", "1000000"]);
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(!out.status.success());
-    assert!(err.contains("--max-unpacked") && err.contains(&sha(&big)), "{err}");
+    assert!(
+        err.contains("--max-unpacked") && err.contains(&sha(&big)),
+        "{err}"
+    );
 }
 
 #[test]
