@@ -217,8 +217,8 @@ fn main() {
             let plan = Plan::new(
                 &process,
                 &CoreOptions {
-                    only_verified_files: true,
                     metadata: None,
+                    policy: Default::default(),
                 },
             )
             .unwrap();
