@@ -223,11 +223,19 @@ fn pack(dir: &Path, out: &Path, zst: bool) {
 }
 
 #[test]
-fn podman_archives_compressed_convert_to_the_same_cores() {
-    let rootfs = td("podman-counter/rootfs");
-    let root = scratch("compressed-podman");
-    for (archive, zst) in [("counter.tar", false), ("counter.tar.zst", true)] {
-        let src = td(&format!("podman-counter/{archive}"));
+fn archives_compressed_convert_to_the_same_cores() {
+    let counter = td("podman-counter/rootfs");
+    let root = scratch("compressed-archives");
+    // Podman's plain and zstd archives, and containerd's (ckbox, without its root:
+    // the cores then leave file pages out, alike in both forms).
+    for (fixture, zst, rootfs) in [
+        ("podman-counter/counter.tar", false, Some(&counter)),
+        ("podman-counter/counter.tar.zst", true, Some(&counter)),
+        ("ckbox/ckbox.tar.zst", true, None),
+        ("ckbox/ckbox.containerd.tar", false, None),
+    ] {
+        let src = td(fixture);
+        let archive = Path::new(fixture).file_name().unwrap().to_str().unwrap();
         let tar = root.join("raw.tar");
         if zst {
             let raw = zstd::decode_all(std::fs::File::open(&src).unwrap()).unwrap();
@@ -248,12 +256,12 @@ fn podman_archives_compressed_convert_to_the_same_cores() {
         };
         repack(None);
         let want = root.join(format!("cores-{archive}"));
-        convert(&input, &want, Some(&rootfs));
+        convert(&input, &want, rootfs.map(|r| r.as_path()));
         for (name, o) in variants() {
             let stats = repack(Some(&o));
             assert!(stats.raw + stats.lz4 > 0, "{archive} {name}: {stats:?}");
             let got = root.join(format!("cores-{name}-{archive}"));
-            convert(&input, &got, Some(&rootfs));
+            convert(&input, &got, rootfs.map(|r| r.as_path()));
             same_cores(&want, &got, &format!("{archive} {name}"));
         }
     }
@@ -342,7 +350,7 @@ fn search_read_and_report_see_the_same_memory() {
         &want[5][..32]
     );
     for (name, o) in variants() {
-        let stats = copy_as_unzeroed_compressed(&dir, &o);
+        let stats = copy_as_unzeroed(&td("ckfix/images"), &dir, &o);
         assert!(stats.lz4 + stats.raw > 0, "{name}");
         for (c, w) in commands.iter().zip(&want) {
             let got = run(c);
@@ -365,9 +373,9 @@ fn search_read_and_report_see_the_same_memory() {
     assert!(warnings(&g).is_empty(), "{g}");
 }
 
-/// Replaces `dir` with ckfix compressed with `o` (no page zeroed).
-fn copy_as_unzeroed_compressed(dir: &Path, o: &Options) -> Stats {
-    copy_unzeroed(&td("ckfix/images"), dir);
+/// Replaces `dir` with `src` compressed with `o` (no page zeroed).
+fn copy_as_unzeroed(src: &Path, dir: &Path, o: &Options) -> Stats {
+    copy_unzeroed(src, dir);
     compress::compress_dir(dir, PAGE, o)
 }
 
@@ -693,5 +701,38 @@ mod hostile {
                 "pages {start}+{n} differ"
             );
         }
+    }
+}
+
+#[test]
+fn info_says_how_the_pages_are_compressed() {
+    let root = scratch("compressed-info");
+    let dir = root.join("images");
+    let d = dir.to_str().unwrap();
+    copy_unzeroed(&td("sleep/images"), &dir);
+    let v: serde_json::Value = serde_json::from_str(&stdout(&["info", d, "--json"])).unwrap();
+    assert!(v["page_compression"].is_null(), "{}", v["page_compression"]);
+    for (o, text, mode, size) in [
+        (
+            Options::region(64),
+            "LZ4 compressed, a block per 256.0 KiB region",
+            "region",
+            serde_json::json!(262144),
+        ),
+        (
+            Options::per_page(),
+            "LZ4 compressed, a block per page",
+            "per-page",
+            serde_json::Value::Null,
+        ),
+    ] {
+        copy_as_unzeroed(&td("sleep/images"), &dir, &o);
+        let t = stdout(&["info", d]);
+        assert!(t.contains(text), "{t}");
+        assert!(t.contains("image format 3"), "{t}");
+        let v: serde_json::Value = serde_json::from_str(&stdout(&["info", d, "--json"])).unwrap();
+        assert_eq!(v["page_compression"]["mode"], mode);
+        assert_eq!(v["page_compression"]["region_size"], size);
+        assert_eq!(v["criu_image_version"], 3);
     }
 }
