@@ -15,8 +15,8 @@ pub struct ThreadsArgs {
     regs: bool,
 }
 
-#[derive(Serialize)]
-struct Out {
+#[derive(Serialize, schemars::JsonSchema)]
+pub(super) struct Out {
     threads: Vec<ThreadRow>,
 }
 

@@ -12,7 +12,7 @@ use crate::archive::Archive;
 use crate::images::{magic, pb, Image, MAX_IMAGE};
 
 /// The container a checkpoint came from.
-#[derive(Debug, Clone, Default, Serialize)]
+#[derive(Debug, Clone, Default, Serialize, schemars::JsonSchema)]
 pub struct Container {
     /// "Podman", "CRI-O" or "containerd".
     pub engine: Option<String>,
@@ -51,7 +51,7 @@ pub struct Container {
 }
 
 /// One network interface.
-#[derive(Debug, Clone, Default, Serialize)]
+#[derive(Debug, Clone, Default, Serialize, schemars::JsonSchema)]
 pub struct Network {
     /// Network name (Podman), if known.
     pub network: Option<String>,
@@ -66,7 +66,7 @@ pub struct Network {
 }
 
 /// One mount of the OCI spec.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, schemars::JsonSchema)]
 pub struct Mount {
     /// Mount point in the container.
     pub destination: String,
@@ -78,7 +78,7 @@ pub struct Mount {
 }
 
 /// One entry of rootfs-diff.tar.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, schemars::JsonSchema)]
 pub struct DiffEntry {
     /// Path in the container (with a leading `/`).
     pub path: String,
@@ -89,7 +89,7 @@ pub struct DiffEntry {
 }
 
 /// CRIU's dump statistics (stats-dump).
-#[derive(Debug, Clone, Copy, Default, Serialize)]
+#[derive(Debug, Clone, Copy, Default, Serialize, schemars::JsonSchema)]
 pub struct DumpStats {
     /// Microseconds spent freezing the tasks.
     pub freezing_time: u32,
