@@ -8,6 +8,7 @@
 pub mod container;
 pub mod files;
 pub mod memory;
+pub mod signals;
 
 use std::collections::HashMap;
 use std::path::PathBuf;

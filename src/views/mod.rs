@@ -40,70 +40,6 @@ impl std::fmt::Display for Hex {
     }
 }
 
-const SIGNALS: [&str; 31] = [
-    "SIGHUP",
-    "SIGINT",
-    "SIGQUIT",
-    "SIGILL",
-    "SIGTRAP",
-    "SIGABRT",
-    "SIGBUS",
-    "SIGFPE",
-    "SIGKILL",
-    "SIGUSR1",
-    "SIGSEGV",
-    "SIGUSR2",
-    "SIGPIPE",
-    "SIGALRM",
-    "SIGTERM",
-    "SIGSTKFLT",
-    "SIGCHLD",
-    "SIGCONT",
-    "SIGSTOP",
-    "SIGTSTP",
-    "SIGTTIN",
-    "SIGTTOU",
-    "SIGURG",
-    "SIGXCPU",
-    "SIGXFSZ",
-    "SIGVTALRM",
-    "SIGPROF",
-    "SIGWINCH",
-    "SIGIO",
-    "SIGPWR",
-    "SIGSYS",
-];
-
-/// Names of the signals in a mask (bit n-1 = signal n). 32 and 33 are glibc's
-/// internal signals; real-time ones are named from SIGRTMIN (34) as gdb does.
-pub fn signal_names(mask: u64) -> Vec<String> {
-    (1..=64u32)
-        .filter(|n| mask & (1u64 << (n - 1)) != 0)
-        .map(|n| match SIGNALS.get(n as usize - 1) {
-            Some(name) => name.to_string(),
-            None if n < 34 => format!("SIG{n}"),
-            None => format!("SIGRTMIN+{}", n - 34),
-        })
-        .collect()
-}
-
-#[cfg(test)]
-mod tests {
-    #[test]
-    fn every_signal_bit_has_a_name() {
-        let all = super::signal_names(u64::MAX);
-        assert_eq!(all.len(), 64);
-        assert_eq!(
-            (all[0].as_str(), all[9].as_str(), all[30].as_str()),
-            ("SIGHUP", "SIGUSR1", "SIGSYS")
-        );
-        assert_eq!(
-            (all[31].as_str(), all[33].as_str(), all[63].as_str()),
-            ("SIG32", "SIGRTMIN+0", "SIGRTMIN+30")
-        );
-    }
-}
-
 /// Container and checkpoint summary (`ck2core info`).
 #[derive(Debug, Serialize, schemars::JsonSchema)]
 pub struct Info {
@@ -353,8 +289,8 @@ pub fn threads(p: &Process, with_regs: bool) -> Vec<ThreadRow> {
                     name: regs.syscall_name(n),
                     rewound_for_restart: regs.rewound_for_restart(),
                 }),
-                blocked: signal_names(t.blocked),
-                pending: signal_names(t.pending),
+                blocked: crate::model::signals::names(t.blocked),
+                pending: crate::model::signals::names(t.pending),
                 policy: policy_name(t.sched.0),
                 nice: t.nice,
                 priority: t.sched.1,
