@@ -51,7 +51,7 @@ pub struct Info {
     pub criu_image_version: Option<u32>,
     /// Number of processes.
     pub processes: usize,
-    /// Number of threads.
+    /// Number of threads pstree.img lists.
     pub threads: usize,
     /// Architecture of the first process whose images say.
     pub arch: Option<&'static str>,
@@ -116,7 +116,7 @@ pub struct ProcessRow {
     pub sid: u32,
     /// alive, stopped or zombie.
     pub state: Option<&'static str>,
-    /// Number of threads.
+    /// Number of threads (0 for a zombie: CRIU keeps none of its threads).
     pub threads: usize,
     /// Command name.
     pub comm: Option<String>,
@@ -152,6 +152,7 @@ pub fn processes(ck: &Checkpoint) -> Vec<ProcessRow> {
                 Ok(p) => {
                     let c = p.creds();
                     row.state = Some(p.state.name());
+                    row.threads = p.threads.len();
                     row.cmdline = p.args();
                     row.comm = Some(p.comm);
                     row.uid = Some(c.uid[0]);
