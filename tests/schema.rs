@@ -54,6 +54,15 @@ fn fixtures() -> Vec<PathBuf> {
             out.push(dir.to_path_buf());
             return;
         }
+        // An OCI image layout is a checkpoint when it holds one (not a container
+        // image): ck2core tells which.
+        if entries.iter().any(|p| p.ends_with("oci-layout")) {
+            let d = dir.to_str().unwrap();
+            if ck2core(&["ps", d]).status.success() {
+                out.push(dir.to_path_buf());
+            }
+            return;
+        }
         for p in entries {
             let name = p.file_name().unwrap().to_string_lossy().into_owned();
             // Root filesystems hold container files, not checkpoints.
@@ -196,7 +205,13 @@ fn every_json_output_on_every_fixture_is_valid() {
         .iter()
         .map(|f| f.strip_prefix(testdata()).unwrap().display().to_string())
         .collect();
-    for must in ["ckfix/images", "sleep/images", "podman-counter/counter.tar"] {
+    for must in [
+        "ckfix/images",
+        "sleep/images",
+        "podman-counter/counter.tar",
+        "ckbox/ckbox-checkpoint.oci-dir",
+        "ckbox/ckbox.containerd.tar",
+    ] {
         assert!(
             names.iter().any(|n| n == must),
             "fixture {must} not found in {names:?}"
@@ -228,7 +243,10 @@ fn every_json_output_on_every_fixture_is_valid() {
         "outputs not valid against docs/schema/:\n{}",
         failures.join("\n")
     );
-    eprintln!("{checked} outputs valid on {} fixtures", fixtures.len());
+    eprintln!(
+        "{checked} outputs valid on {} fixtures: {names:?}",
+        fixtures.len()
+    );
 }
 
 /// The schemas are strict enough to catch a broken output: a missing field, a
