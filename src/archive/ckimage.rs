@@ -28,7 +28,7 @@ pub const CHECKPOINT_ANNOTATIONS: [&str; 3] = [
 ];
 
 /// The image a checkpoint was read from (`ck2core info`).
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, schemars::JsonSchema)]
 pub struct CheckpointImage {
     /// `oci-layout`, `oci-archive` or `docker-archive`.
     pub format: &'static str,
@@ -48,7 +48,7 @@ pub struct CheckpointImage {
 }
 
 /// One layer of a [`CheckpointImage`].
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, schemars::JsonSchema)]
 pub struct ImageLayer {
     /// Digest, or path in a Docker archive.
     pub name: String,
