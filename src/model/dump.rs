@@ -15,7 +15,7 @@ pub const MADV_DONTDUMP_BIT: u64 = 1 << 16;
 
 /// Choices about what a dump carries. The default is what the kernel's own cores
 /// carry.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, schemars::JsonSchema)]
 pub struct DumpPolicy {
     /// Write the content of mappings the process marked `MADV_DONTDUMP` (forensics).
     /// By default they get no data, as in the kernel's cores.
