@@ -108,9 +108,7 @@ pub fn convert(a: &ConvertArgs) -> anyhow::Result<(Vec<Converted>, usize)> {
             a.output.display()
         )
     })?;
-    let gdbinit = std::fs::canonicalize(&a.output)
-        .unwrap_or_else(|_| a.output.clone())
-        .join("gdbinit");
+    let gdbinit = a.output.join("gdbinit");
     // The engine's metadata is the same for every process: read it once.
     let container = ck2core::model::container::Container::read(ckpt.archive());
     let mut done = Vec::new();
