@@ -45,6 +45,19 @@ impl RootFs {
             }
         }
         let mut deleted = HashSet::new();
+        // containerd's diff is an OCI layer: `.wh.NAME` says NAME was deleted.
+        let whiteouts: Vec<String> = diff
+            .keys()
+            .filter(|k| crate::archive::oci::whiteout(k).is_some())
+            .cloned()
+            .collect();
+        for k in whiteouts {
+            diff.remove(&k);
+            if let Some(crate::archive::oci::Whiteout::Entry(p)) = crate::archive::oci::whiteout(&k)
+            {
+                deleted.insert(p);
+            }
+        }
         if let Some(m) = archive.member("deleted.files") {
             if let Ok(bytes) = m.read_all(16 << 20) {
                 if let Ok(list) = serde_json::from_slice::<Vec<String>>(&bytes) {
