@@ -11,8 +11,13 @@ use clap::Args;
 use super::{human, Source, EXIT_FAILURE, EXIT_PARTIAL};
 use ck2core::arch::Arch;
 use ck2core::core::{CoreOptions, Plan};
+use ck2core::model::dump::DumpPolicy;
 use ck2core::model::{Process, TaskState};
-use ck2core::rootfs::resolve_in_root;
+use ck2core::rootfs::{resolve_in_root, NO_ROOT};
+
+/// A path under the output directory that is never created: gdb's sysroot when no
+/// root was given.
+const NO_SYSROOT: &str = "no-rootfs";
 
 /// The gdb helper, written beside the cores so the output directory is self-contained.
 pub const HELPER: &str = include_str!("../../gdb-scripts/ck2core.py");
@@ -30,6 +35,35 @@ pub struct ConvertArgs {
     /// Overwrite existing core files.
     #[arg(long)]
     pub force: bool,
+    #[command(flatten)]
+    pub dump: DumpArgs,
+}
+
+/// What goes into the cores beyond what the kernel's own cores carry.
+#[derive(Args, Clone, Default)]
+pub struct DumpArgs {
+    /// Include mappings the process marked MADV_DONTDUMP (left without data by
+    /// default, as in the kernel's cores), for forensics.
+    #[arg(long)]
+    pub include_dontdump: bool,
+    /// Put the pages of mapped files verified in --rootfs into the cores, for tools
+    /// that read memory only from the core (py-spy --locals).
+    #[arg(long)]
+    pub self_contained: bool,
+    /// Name the files in NT_FILE by their absolute paths under --rootfs instead of
+    /// their container paths, for tools without a sysroot setting (py-spy).
+    #[arg(long, requires = "rootfs")]
+    pub host_paths: bool,
+}
+
+impl DumpArgs {
+    fn policy(&self) -> DumpPolicy {
+        DumpPolicy {
+            include_dontdump: self.include_dontdump,
+            file_pages: self.self_contained,
+            host_paths: self.host_paths,
+        }
+    }
 }
 
 /// A core that was written, and how to open it.
@@ -106,7 +140,7 @@ pub fn convert(a: &ConvertArgs) -> anyhow::Result<(Vec<Converted>, usize)> {
             container.as_ref(),
         ))?;
         let opts = CoreOptions {
-            only_verified_files: a.source.rootfs.is_some(),
+            policy: a.dump.policy(),
             metadata: Some(metadata),
         };
         let result = Plan::new(&process, &opts).and_then(|plan| {
@@ -136,11 +170,29 @@ pub fn convert(a: &ConvertArgs) -> anyhow::Result<(Vec<Converted>, usize)> {
                     human(w.data_bytes),
                     human(w.file_size),
                 );
+                let mut no_root = 0;
                 for (why, bytes) in &w.left_out.by_reason {
+                    // Said once for all processes, below.
+                    if why.ends_with(NO_ROOT) {
+                        no_root += bytes;
+                        continue;
+                    }
                     eprintln!("           left out {}: {why}", human(*bytes));
                 }
+                if no_root > 0 {
+                    eprintln!(
+                        "           left out {} of file pages: no --rootfs given",
+                        human(no_root)
+                    );
+                }
+                if w.left_out.dontdump > 0 {
+                    eprintln!(
+                        "           left out {}: mappings the process marked MADV_DONTDUMP (no data, as in a kernel core; --include-dontdump adds them)",
+                        human(w.left_out.dontdump)
+                    );
+                }
                 let unlisted = &w.left_out.unlisted_files;
-                if !unlisted.is_empty() {
+                if !unlisted.is_empty() && a.source.rootfs.is_some() {
                     let shown: Vec<&str> = unlisted.iter().take(3).map(String::as_str).collect();
                     let more = unlisted.len().saturating_sub(3);
                     eprintln!(
@@ -166,6 +218,11 @@ pub fn convert(a: &ConvertArgs) -> anyhow::Result<(Vec<Converted>, usize)> {
         }
     }
     if !done.is_empty() {
+        if a.source.rootfs.is_none() {
+            eprintln!(
+                "no --rootfs: the cores name no mapped files, so debuggers read none of this machine's in their place; symbols and the file pages CRIU did not save need the container's root filesystem (--rootfs DIR)"
+            );
+        }
         write_gdbinit(&out_dir, root.as_deref())?;
         write_lldbinit(&out_dir, root.as_deref())?;
     }
@@ -187,6 +244,14 @@ fn debugger_root(a: &ConvertArgs) -> Option<PathBuf> {
     a.source.rootfs.as_deref().map(abs)
 }
 
+/// The debuggers' sysroot: the root, or without one a path under the output
+/// directory that is never created. gdb and lldb open the libraries the core's link
+/// map names under their sysroot (this machine's / by default); where nothing exists,
+/// they can't take this machine's libraries for the container's.
+fn sysroot(dir: &Path, root: Option<&Path>) -> PathBuf {
+    root.map_or_else(|| dir.join(NO_SYSROOT), Path::to_path_buf)
+}
+
 /// The process's executable inside `root`, when the checkpoint's copy was verified
 /// there: given to the debuggers, it lets them relocate a PIE and find the libraries.
 fn exe_in_root(root: &Path, p: &Process) -> Option<PathBuf> {
@@ -204,9 +269,10 @@ fn write_gdbinit(dir: &Path, root: Option<&Path>) -> anyhow::Result<()> {
         "# Written by ck2core for the cores in this directory. Use it before the core loads:\n\
          #   gdb -ix THIS-FILE --core core.PID [EXECUTABLE]\n",
     );
-    if let Some(r) = root {
-        init += &format!("set sysroot {}\n", r.display());
+    if root.is_none() {
+        init += "# No --rootfs was given: nothing of the container's files is here.\n";
     }
+    init += &format!("set sysroot {}\n", sysroot(dir, root).display());
     init += &format!("source {}\n", helper.display());
     write_file(&dir.join(GDBINIT), &init)
 }
@@ -221,15 +287,16 @@ fn write_lldbinit(dir: &Path, root: Option<&Path>) -> anyhow::Result<()> {
         "# Written by ck2core for the cores in this directory. Use it before the core loads:\n\
          #   lldb -S THIS-FILE --core core.PID [EXECUTABLE]\n",
     );
-    match root {
-        Some(r) => {
-            init += &format!("platform select remote-linux --sysroot {}\n", r.display());
-            init += &format!(
-                "settings append target.debug-file-search-paths {}\n",
-                r.join("usr/lib/debug").display()
-            );
-        }
-        None => init += "# No --rootfs was given: lldb has no container files to read.\n",
+    if root.is_none() {
+        init += "# No --rootfs was given: nothing of the container's files is here.\n";
+    }
+    let r = sysroot(dir, root);
+    init += &format!("platform select remote-linux --sysroot {}\n", r.display());
+    if root.is_some() {
+        init += &format!(
+            "settings append target.debug-file-search-paths {}\n",
+            r.join("usr/lib/debug").display()
+        );
     }
     write_file(&dir.join(LLDBINIT), &init)
 }

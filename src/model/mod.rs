@@ -6,6 +6,7 @@
 //! and never stops the others.
 
 pub mod container;
+pub mod dump;
 pub mod files;
 pub mod memory;
 pub mod signals;
@@ -828,7 +829,11 @@ impl Checkpoint {
             let size = head
                 .size
                 .unwrap_or_else(|| chunks.last().map_or(0, |(o, b)| o + b.len()));
-            Ok(FileData { size, chunks })
+            Ok(FileData {
+                size,
+                chunks,
+                in_root: None,
+            })
         };
         load().map_err(|e| format!("deleted while mapped; its ghost image is unusable: {e}"))
     }
