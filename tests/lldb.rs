@@ -27,10 +27,17 @@ fn convert(name: &str, checkpoint: &Path, rootfs: Option<&Path>) -> (std::path::
 
 /// The arguments of the lldb command line the summary prints for `core`.
 fn lldb_line(summary: &str, core: &Path) -> Vec<String> {
+    // The summary shows paths relative to the current directory, as the tests run.
+    let name = core.file_name().unwrap().to_str().unwrap();
     let line = summary
         .lines()
         .map(str::trim)
-        .find(|l| l.starts_with("lldb") && l.contains(&format!("--core {}", core.display())))
+        .find(|l| {
+            let w: Vec<&str> = l.split_whitespace().collect();
+            l.starts_with("lldb")
+                && w.windows(2)
+                    .any(|p| p[0] == "--core" && Path::new(p[1]).ends_with(name))
+        })
         .unwrap_or_else(|| panic!("no lldb command line for {}:\n{summary}", core.display()));
     line.split_whitespace()
         .skip(1)

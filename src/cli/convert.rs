@@ -80,15 +80,15 @@ pub fn run(a: ConvertArgs) -> anyhow::Result<ExitCode> {
     let (done, failed) = convert(&a)?;
     if !done.is_empty() && a.dump.host_paths {
         // gdb would look for those paths under its sysroot, the root, and warn.
-        eprintln!(
+        say!(
             "--host-paths: NT_FILE names files by their paths on this machine, for tools without a sysroot setting (py-spy dump --core CORE); for gdb, convert without --host-paths"
         );
     } else if !done.is_empty() {
-        eprintln!("open with:");
+        say!("open with:");
         let lldb = lldb_program();
         let line = |program: &str, args: &[String]| {
             let words: Vec<String> = args.iter().map(|w| shell_quote(w)).collect();
-            eprintln!("  {program} {}", words.join(" "));
+            say!("  {program} {}", words.join(" "));
         };
         for c in &done {
             line(c.gdb, &c.gdb_args);
@@ -107,7 +107,7 @@ pub fn run(a: ConvertArgs) -> anyhow::Result<ExitCode> {
 pub fn convert(a: &ConvertArgs) -> anyhow::Result<(Vec<Converted>, usize)> {
     let ckpt = a.source.open()?;
     for n in ckpt.archive().notes() {
-        eprintln!("note: {n}");
+        say!("note: {n}");
     }
     let pids: Vec<u32> = super::selected_pids(&ckpt, &a.pids)?;
     std::fs::create_dir_all(&a.output).map_err(|e| {
@@ -122,7 +122,7 @@ pub fn convert(a: &ConvertArgs) -> anyhow::Result<(Vec<Converted>, usize)> {
     let container = ck2core::model::container::Container::read(ckpt.archive());
     let mut done = Vec::new();
     let mut failed = 0;
-    let tty = std::io::stderr().is_terminal();
+    let tty = std::io::stderr().is_terminal() && super::chatter() >= 1;
     for pid in pids {
         let process = match ckpt.process(pid) {
             Ok(p) => p,
@@ -133,7 +133,7 @@ pub fn convert(a: &ConvertArgs) -> anyhow::Result<(Vec<Converted>, usize)> {
             }
         };
         if process.state == TaskState::Zombie {
-            eprintln!(
+            say!(
                 "skipped  pid {pid} ({}): a zombie has no memory or registers to put in a core",
                 process.comm
             );
@@ -167,7 +167,7 @@ pub fn convert(a: &ConvertArgs) -> anyhow::Result<(Vec<Converted>, usize)> {
         match result {
             Ok(w) => {
                 let threads = process.threads.len();
-                eprintln!(
+                say!(
                     "{:<10} pid {pid} ({}), {threads} thread{}, {} written, {} in the file",
                     w.path.file_name().unwrap_or_default().to_string_lossy(),
                     process.comm,
@@ -182,25 +182,30 @@ pub fn convert(a: &ConvertArgs) -> anyhow::Result<(Vec<Converted>, usize)> {
                         no_root += bytes;
                         continue;
                     }
-                    eprintln!("           left out {}: {why}", human(*bytes));
+                    say!("           left out {}: {why}", human(*bytes));
                 }
                 if no_root > 0 {
-                    eprintln!(
+                    say!(
                         "           left out {} of file pages: no --rootfs given",
                         human(no_root)
                     );
                 }
                 if w.left_out.dontdump > 0 {
-                    eprintln!(
+                    say!(
                         "           left out {}: mappings the process marked MADV_DONTDUMP (no data, as in a kernel core; --include-dontdump adds them)",
                         human(w.left_out.dontdump)
                     );
+                }
+                if super::chatter() >= 2 {
+                    for line in contributions(&process) {
+                        detail!("           {line}");
+                    }
                 }
                 let unlisted = &w.left_out.unlisted_files;
                 if !unlisted.is_empty() && a.source.rootfs.is_some() {
                     let shown: Vec<&str> = unlisted.iter().take(3).map(String::as_str).collect();
                     let more = unlisted.len().saturating_sub(3);
-                    eprintln!(
+                    say!(
                         "           {} mapped file{} not in --rootfs (or different there), left out of NT_FILE: {}{}",
                         unlisted.len(),
                         if unlisted.len() == 1 { "" } else { "s" },
@@ -212,8 +217,8 @@ pub fn convert(a: &ConvertArgs) -> anyhow::Result<(Vec<Converted>, usize)> {
                 let core = abs(&w.path);
                 done.push(Converted {
                     gdb: gdb_for(process.arch),
-                    gdb_args: gdb_args(&out_dir.join(GDBINIT), &core, exe.as_deref()),
-                    lldb_args: lldb_args(&out_dir.join(LLDBINIT), &core, exe.as_deref()),
+                    gdb_args: debugger_args("-ix", &out_dir.join(GDBINIT), &core, exe.as_deref()),
+                    lldb_args: debugger_args("-S", &out_dir.join(LLDBINIT), &core, exe.as_deref()),
                 });
             }
             Err(e) => {
@@ -224,7 +229,7 @@ pub fn convert(a: &ConvertArgs) -> anyhow::Result<(Vec<Converted>, usize)> {
     }
     if !done.is_empty() {
         if a.source.rootfs.is_none() {
-            eprintln!(
+            say!(
                 "no --rootfs: the cores name no mapped files, so debuggers read none of this machine's in their place; symbols and the file pages CRIU did not save need the container's root filesystem (--rootfs DIR)"
             );
         }
@@ -310,27 +315,17 @@ fn write_file(path: &Path, text: &str) -> anyhow::Result<()> {
     std::fs::write(path, text).map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))
 }
 
-/// gdb's arguments for a core: the gdbinit first (`-ix`), the core, the executable.
-fn gdb_args(gdbinit: &Path, core: &Path, exe: Option<&Path>) -> Vec<String> {
+/// A debugger's arguments for a core: its init file first (gdb `-ix`, lldb `-S`),
+/// the core, the executable. Relative to the current directory where possible: the
+/// line is for a person in this directory, and so it reads the same on every machine.
+fn debugger_args(init_flag: &str, init: &Path, core: &Path, exe: Option<&Path>) -> Vec<String> {
     let mut args = vec![
-        "-ix".to_string(),
-        gdbinit.display().to_string(),
+        init_flag.to_string(),
+        super::shown(init),
         "--core".into(),
-        core.display().to_string(),
+        super::shown(core),
     ];
-    args.extend(exe.map(|e| e.display().to_string()));
-    args
-}
-
-/// lldb's arguments for a core: the lldbinit first (`-S`), the core, the executable.
-fn lldb_args(lldbinit: &Path, core: &Path, exe: Option<&Path>) -> Vec<String> {
-    let mut args = vec![
-        "-S".to_string(),
-        lldbinit.display().to_string(),
-        "--core".into(),
-        core.display().to_string(),
-    ];
-    args.extend(exe.map(|e| e.display().to_string()));
+    args.extend(exe.map(super::shown));
     args
 }
 
@@ -361,6 +356,47 @@ fn lldb_program() -> String {
         }
     }
     best.map_or_else(|| "lldb".into(), |(_, name)| name)
+}
+
+/// What each source gave the process's memory, in pages, for `-v`: the
+/// checkpoint's own images, then every mapped file and where its bytes were found.
+fn contributions(p: &Process) -> Vec<String> {
+    let maps = ck2core::views::memory::maps(p);
+    let mut total = ck2core::views::memory::PageCounts::default();
+    for m in &maps {
+        let c = &m.pages;
+        total.pages += c.pages;
+        total.parent += c.parent;
+        total.shmem += c.shmem;
+        total.zero += c.zero;
+        total.absent += c.absent;
+    }
+    let mut lines = vec![format!(
+        "memory: {} pages from pages-*.img, {} from parent images, {} from shared-memory images, {} never touched, {} in no source",
+        total.pages, total.parent, total.shmem, total.zero, total.absent
+    )];
+    let vmas = p.memory.iter().flat_map(|m| &m.vmas);
+    let mut files: Vec<(&str, u64, String)> = Vec::new();
+    for (v, row) in vmas.zip(&maps) {
+        let Some(f) = &v.file else { continue };
+        if let Some(e) = files.iter_mut().find(|e| e.0 == f.path) {
+            e.1 += row.pages.rootfs;
+            continue;
+        }
+        let from = match &f.content {
+            Ok(d) => match &d.in_root {
+                Some(r) => format!("from --rootfs {}", super::shown(&r.path)),
+                None if f.deleted => "from its ghost image in the checkpoint".into(),
+                None => "from rootfs-diff.tar".into(),
+            },
+            Err(why) => format!("not used: {why}"),
+        };
+        files.push((&f.path, row.pages.rootfs, from));
+    }
+    for (path, pages, from) in files {
+        lines.push(format!("{path}: {pages} pages, {from}"));
+    }
+    lines
 }
 
 /// A native gdb reads cores of its own architecture only.
