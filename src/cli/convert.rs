@@ -241,9 +241,11 @@ pub fn convert(a: &ConvertArgs) -> anyhow::Result<(Vec<Converted>, usize)> {
 const GDBINIT: &str = "gdbinit";
 const LLDBINIT: &str = "lldbinit";
 
-/// `p` made absolute, so that the init files and command lines work from anywhere.
+/// `p` made absolute, so that the init files work from anywhere. Lexically: a path
+/// through a link stays as the person named it (the command lines show it relative
+/// to the current directory when it is under it).
 fn abs(p: &Path) -> PathBuf {
-    std::fs::canonicalize(p).unwrap_or_else(|_| p.to_path_buf())
+    std::path::absolute(p).unwrap_or_else(|_| p.to_path_buf())
 }
 
 /// Where the debuggers find the container's files (their sysroot), if anywhere: the
