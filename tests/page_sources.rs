@@ -317,7 +317,11 @@ fn symlinks_in_the_rootfs_never_leave_it() {
     std::os::unix::fs::symlink("../../../../../../../etc", rootfs.join("etc")).unwrap();
     let out = root.join("cores");
     let err = convert_ok(&dir, &out, &["--rootfs", rootfs.to_str().unwrap()]);
-    assert!(err.contains("/lib/evil: not found in"), "{err}");
+    // etc -> ../../etc stays at the root: etc names itself, a loop.
+    assert!(
+        err.contains("/lib/evil: more than 40 symbolic links (a loop?) at /etc"),
+        "{err}"
+    );
     assert!(ck2core::rootfs::resolve_in_root(&rootfs, "etc/hostname").is_none());
     assert!(ck2core::rootfs::resolve_in_root(&rootfs, "../../etc/hostname").is_none());
 }

@@ -9,6 +9,8 @@
 
 mod tarball;
 
+pub(crate) use tarball::spool_file;
+
 use std::collections::BTreeMap;
 use std::fs::File;
 use std::io::Read;
@@ -180,6 +182,16 @@ impl Blob {
             name: name.to_string(),
             file: Arc::new(file),
             base: 0,
+            len,
+        }
+    }
+
+    /// `len` bytes at `base` of a file shared with other blobs (a spool).
+    pub fn from_shared(name: &str, file: Arc<File>, base: u64, len: u64) -> Blob {
+        Blob {
+            name: name.to_string(),
+            file,
+            base,
             len,
         }
     }

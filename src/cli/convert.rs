@@ -12,6 +12,7 @@ use ck2core::arch::Arch;
 use ck2core::core::{CoreOptions, Plan};
 use ck2core::model::{Process, TaskState};
 use ck2core::rootfs::resolve_in_root;
+use ck2core::rootfs::sysroot::Sysroot;
 
 /// The gdb helper, written beside the cores so the output directory is self-contained.
 pub const HELPER: &str = include_str!("../../gdb-scripts/ck2core.py");
@@ -29,6 +30,10 @@ pub struct ConvertArgs {
     /// Overwrite existing core files.
     #[arg(long)]
     pub force: bool,
+    /// Write no DIR/sysroot: point gdb at --rootfs itself instead of a verified copy
+    /// of the files the processes mapped.
+    #[arg(long)]
+    pub no_sysroot: bool,
 }
 
 /// A core that was written, and how to open it.
@@ -58,6 +63,11 @@ pub fn run(a: ConvertArgs) -> anyhow::Result<ExitCode> {
 /// Converts the selected processes into `a.output`; returns the cores written and
 /// the number of processes that failed.
 pub fn convert(a: &ConvertArgs) -> anyhow::Result<(Vec<Converted>, usize)> {
+    if a.no_sysroot && a.source.image.is_some() {
+        anyhow::bail!(
+            "--no-sysroot leaves gdb only --rootfs to read the container's files; with --image, the sysroot is the only way (drop --no-sysroot, or unpack the image and give --rootfs)"
+        );
+    }
     let ckpt = a.source.open()?;
     for n in ckpt.archive().notes() {
         eprintln!("note: {n}");
@@ -74,6 +84,10 @@ pub fn convert(a: &ConvertArgs) -> anyhow::Result<(Vec<Converted>, usize)> {
         .join("gdbinit");
     // The engine's metadata is the same for every process: read it once.
     let container = ck2core::model::container::Container::read(ckpt.archive());
+    let mut sysroot = match a.source.has_root() && !a.no_sysroot {
+        true => Some(Sysroot::create(&a.output.join("sysroot"))?),
+        false => None,
+    };
     let mut done = Vec::new();
     let mut failed = 0;
     let tty = std::io::stderr().is_terminal();
@@ -99,9 +113,17 @@ pub fn convert(a: &ConvertArgs) -> anyhow::Result<(Vec<Converted>, usize)> {
             container.as_ref(),
         ))?;
         let opts = CoreOptions {
-            only_verified_files: a.source.rootfs.is_some(),
+            only_verified_files: a.source.has_root(),
             metadata: Some(metadata),
         };
+        // The sysroot first: the core's NT_FILE names exactly what it holds.
+        if let Some(s) = sysroot.as_mut() {
+            if let Err(e) = s.add(ckpt.rootfs(), &process) {
+                eprintln!("failed   pid {pid} ({}): sysroot: {e}", process.comm);
+                failed += 1;
+                continue;
+            }
+        }
         let result = Plan::new(&process, &opts).and_then(|plan| {
             let total = plan.content_bytes();
             let mut shown = 0u64;
@@ -137,7 +159,7 @@ pub fn convert(a: &ConvertArgs) -> anyhow::Result<(Vec<Converted>, usize)> {
                     let shown: Vec<&str> = unlisted.iter().take(3).map(String::as_str).collect();
                     let more = unlisted.len().saturating_sub(3);
                     eprintln!(
-                        "           {} mapped file{} not in --rootfs (or different there), left out of NT_FILE: {}{}",
+                        "           {} mapped file{} not in the container's files (or different there), left out of NT_FILE: {}{}",
                         unlisted.len(),
                         if unlisted.len() == 1 { "" } else { "s" },
                         shown.join(", "),
@@ -146,7 +168,13 @@ pub fn convert(a: &ConvertArgs) -> anyhow::Result<(Vec<Converted>, usize)> {
                 }
                 done.push(Converted {
                     gdb: gdb_for(process.arch),
-                    gdb_args: gdb_args(&gdbinit, &w.path, a.source.rootfs.as_deref(), &process),
+                    gdb_args: gdb_args(
+                        &gdbinit,
+                        &w.path,
+                        sysroot.as_ref(),
+                        a.source.rootfs.as_deref(),
+                        &process,
+                    ),
                 });
             }
             Err(e) => {
@@ -155,8 +183,24 @@ pub fn convert(a: &ConvertArgs) -> anyhow::Result<(Vec<Converted>, usize)> {
             }
         }
     }
+    if let Some(s) = &sysroot {
+        let sum = s.summary();
+        eprintln!(
+            "sysroot    {}: {} file{} ({} linked, {} separate debug), {}",
+            s.dir().display(),
+            sum.files,
+            if sum.files == 1 { "" } else { "s" },
+            sum.linked,
+            sum.debug_files,
+            human(sum.bytes),
+        );
+    }
     if !done.is_empty() {
-        write_gdbinit(&a.output, a.source.rootfs.as_deref())?;
+        let root = match &sysroot {
+            Some(s) => Some(Root::Sysroot(s.dir())),
+            None => a.source.rootfs.as_deref().map(Root::Dir),
+        };
+        write_gdbinit(&a.output, root)?;
     }
     Ok((done, failed))
 }
@@ -164,7 +208,15 @@ pub fn convert(a: &ConvertArgs) -> anyhow::Result<(Vec<Converted>, usize)> {
 /// Writes `DIR/gdbinit` (sysroot, then the helper) and `DIR/ck2core.py`. The
 /// gdbinit is meant for `gdb -ix`: the sysroot must be set before the core loads,
 /// or gdb resolves the mapped files against this machine's root.
-fn write_gdbinit(dir: &Path, rootfs: Option<&Path>) -> anyhow::Result<PathBuf> {
+/// What gdb is pointed at for the container's files.
+enum Root<'a> {
+    /// DIR/sysroot, with its separate debug files.
+    Sysroot(&'a Path),
+    /// --rootfs itself (--no-sysroot).
+    Dir(&'a Path),
+}
+
+fn write_gdbinit(dir: &Path, root: Option<Root<'_>>) -> anyhow::Result<PathBuf> {
     let abs = |p: &Path| std::fs::canonicalize(p).unwrap_or_else(|_| p.to_path_buf());
     let dir = abs(dir);
     let helper = dir.join("ck2core.py");
@@ -173,8 +225,18 @@ fn write_gdbinit(dir: &Path, rootfs: Option<&Path>) -> anyhow::Result<PathBuf> {
         "# Written by ck2core for the cores in this directory. Use it before the core loads:\n\
          #   gdb -ix THIS-FILE --core core.PID [EXECUTABLE]\n",
     );
-    if let Some(r) = rootfs {
-        init += &format!("set sysroot {}\n", abs(r).display());
+    match root {
+        Some(Root::Sysroot(s)) => {
+            init += &format!("set sysroot {}\n", s.display());
+            // Separate debug files: the container's first, then this machine's (as
+            // gdb's default; gdb uses one only when its build-id or CRC matches).
+            init += &format!(
+                "set debug-file-directory {}:/usr/lib/debug\n",
+                s.join("usr/lib/debug").display()
+            );
+        }
+        Some(Root::Dir(r)) => init += &format!("set sysroot {}\n", abs(r).display()),
+        None => {}
     }
     init += &format!("source {}\n", helper.display());
     let path = dir.join("gdbinit");
@@ -184,15 +246,25 @@ fn write_gdbinit(dir: &Path, rootfs: Option<&Path>) -> anyhow::Result<PathBuf> {
 
 /// gdb's arguments for a core: the gdbinit first (`-ix`), the core, and the
 /// executable from the root, which lets gdb relocate a PIE and find the libraries.
-fn gdb_args(gdbinit: &Path, core: &Path, rootfs: Option<&Path>, p: &Process) -> Vec<String> {
+fn gdb_args(
+    gdbinit: &Path,
+    core: &Path,
+    sysroot: Option<&Sysroot>,
+    rootfs: Option<&Path>,
+    p: &Process,
+) -> Vec<String> {
     let mut args = vec![
         "-ix".to_string(),
         gdbinit.display().to_string(),
         "--core".into(),
         core.display().to_string(),
     ];
-    if let Some(root) = rootfs {
-        let exe = p.exe.as_ref().filter(|e| e.content.is_ok());
+    let exe = p.exe.as_ref().filter(|e| e.content.is_ok());
+    if let Some(s) = sysroot {
+        if let Some(path) = exe.and_then(|e| s.holds(&e.path)) {
+            args.push(path.display().to_string());
+        }
+    } else if let Some(root) = rootfs {
         if let Some(path) = exe.and_then(|e| resolve_in_root(root, e.path.trim_start_matches('/')))
         {
             args.push(

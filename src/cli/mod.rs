@@ -82,6 +82,10 @@ pub struct Source {
     /// (only when size and build-id match what the checkpoint recorded).
     #[arg(long, value_name = "DIR")]
     pub(crate) rootfs: Option<PathBuf>,
+    /// The container's image instead of --rootfs: an OCI image layout directory, an
+    /// OCI archive or a Docker archive (`podman save`, `docker save`), read in place.
+    #[arg(long, value_name = "IMAGE", conflicts_with = "rootfs")]
+    pub(crate) image: Option<PathBuf>,
     /// Most bytes a compressed or piped archive may expand to.
     #[arg(long, value_name = "BYTES", default_value_t = Limits::default().max_unpacked)]
     max_unpacked: u64,
@@ -95,15 +99,25 @@ impl Source {
     fn options(&self) -> OpenOptions {
         OpenOptions {
             rootfs: self.rootfs.clone(),
+            image: self.image.clone(),
             limits: Limits {
                 max_unpacked: self.max_unpacked,
             },
         }
     }
 
+    /// Whether the container's files were given (--rootfs or --image).
+    pub(crate) fn has_root(&self) -> bool {
+        self.rootfs.is_some() || self.image.is_some()
+    }
+
     /// Opens the checkpoint.
     fn open(&self) -> anyhow::Result<Checkpoint> {
-        Ok(Checkpoint::open(&self.input(), &self.options())?)
+        let ck = Checkpoint::open(&self.input(), &self.options())?;
+        for n in ck.rootfs().notes() {
+            eprintln!("note: {n}");
+        }
+        Ok(ck)
     }
 }
 

@@ -117,6 +117,9 @@ pub struct FileData {
     pub size: u64,
     /// (offset, bytes), sorted and disjoint.
     pub chunks: Vec<(u64, Blob)>,
+    /// A plain file of this machine holding exactly these bytes (a `--rootfs` file),
+    /// which the sysroot may link instead of copying.
+    pub origin: Option<std::path::PathBuf>,
 }
 
 impl FileData {
@@ -125,6 +128,7 @@ impl FileData {
         FileData {
             size: blob.len(),
             chunks: vec![(0, blob)],
+            origin: None,
         }
     }
 }

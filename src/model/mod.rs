@@ -20,7 +20,7 @@ use crate::archive::Blob;
 use crate::archive::{Archive, Input, Limits};
 use crate::error::{Error, Result};
 use crate::images::{magic, pb, BlobImage, ByteOrder, Image, ImageDir};
-use crate::rootfs::{Expect, RootFs};
+use crate::rootfs::{Base, Expect, RootFs};
 use memory::{
     status, AddressSpace, FileData, MappedFile, Pagemap, SharedMemory, ShmemPages, Vma, VmaKind,
 };
@@ -30,6 +30,9 @@ use memory::{
 pub struct OpenOptions {
     /// The container's root filesystem, for file pages CRIU did not save.
     pub rootfs: Option<PathBuf>,
+    /// The container's image (OCI layout, OCI archive, Docker archive), instead of
+    /// `rootfs`.
+    pub image: Option<PathBuf>,
     /// Archive reading limits.
     pub limits: Limits,
 }
@@ -251,7 +254,6 @@ impl Checkpoint {
     pub fn open(input: &Input, opts: &OpenOptions) -> Result<Checkpoint> {
         let archive = Arc::new(Archive::open(input, &opts.limits)?);
         let images = ImageDir::new(archive.clone())?;
-        let rootfs = RootFs::new(opts.rootfs.clone(), &archive)?;
         let inventory = images.read("inventory.img", magic::INVENTORY)?;
         let inventory_order = inventory.as_ref().map(Image::byte_order);
         let img_version = inventory
@@ -323,6 +325,32 @@ impl Checkpoint {
                 remaps.insert(orig, (id, kind));
             }
         }
+        let base = match (&opts.rootfs, &opts.image) {
+            (Some(dir), _) => Base::Dir(dir.clone()),
+            (None, Some(image)) => {
+                // A multi-platform image is read for the checkpoint's architecture.
+                let arch = tree
+                    .first()
+                    .and_then(|t| {
+                        let name = format!("core-{}.img", t.pid);
+                        images
+                            .require(&name, magic::CORE)
+                            .ok()?
+                            .single::<pb::CoreEntry>()
+                            .ok()
+                    })
+                    .and_then(|c| Arch::from_mtype("", c.mtype).ok());
+                Base::Image(crate::rootfs::image::open(image, arch, &opts.limits)?)
+            }
+            (None, None) => Base::None,
+        };
+        let rootfs = RootFs::new(base, &archive);
+        let wanted: Vec<(String, Option<u64>)> = files
+            .values()
+            .filter_map(|f| f.reg.as_ref())
+            .filter_map(|r| Some((r.name.clone()?, r.size)))
+            .collect();
+        rootfs.prefetch(&wanted);
         Ok(Checkpoint {
             images,
             rootfs,
@@ -333,6 +361,12 @@ impl Checkpoint {
             memfd_inodes,
             remaps,
         })
+    }
+
+    /// The container's files (the resolver): for the sysroot, the report and the
+    /// inspection commands.
+    pub fn rootfs(&self) -> &RootFs {
+        &self.rootfs
     }
 
     /// Where in the archive the CRIU images are (`""` or `"checkpoint/"`).
@@ -791,7 +825,11 @@ impl Checkpoint {
             let size = head
                 .size
                 .unwrap_or_else(|| chunks.last().map_or(0, |(o, b)| o + b.len()));
-            Ok(FileData { size, chunks })
+            Ok(FileData {
+                size,
+                chunks,
+                origin: None,
+            })
         };
         load().map_err(|e| format!("deleted while mapped; its ghost image is unusable: {e}"))
     }
