@@ -63,6 +63,7 @@ pub enum Base {
 }
 
 /// A file found in the root.
+#[derive(Debug)]
 pub struct Found {
     /// Its path in the container, every symlink resolved (no leading `/`).
     pub path: String,
