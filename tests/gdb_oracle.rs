@@ -433,3 +433,87 @@ fn ckdiff_with_rootfs_reads_the_files_that_exist_only_in_the_diff() {
             .ino()
     );
 }
+
+/// ckdiff's image with the libc debug file (Debian's libc6-dbg, as a second layer
+/// holding `usr/lib/debug/.build-id/93/...`), in each form `--image` reads.
+fn ckdiff_image_forms(work: &Path, debug: &str) -> Vec<std::path::PathBuf> {
+    let mut layer = tar::Builder::new(Vec::new());
+    let bytes = std::fs::read(testdata().join("host-rootfs").join(debug)).unwrap();
+    let mut h = tar::Header::new_ustar();
+    h.set_size(bytes.len() as u64);
+    h.set_mode(0o644);
+    h.set_cksum();
+    layer.append_data(&mut h, debug, &bytes[..]).unwrap();
+    let layer = layer.into_inner().unwrap();
+    let dir = work.join("ckdiff-image.oci-dir");
+    image_forms::with_layer_on_top(
+        &testdata().join("ckdiff/ckdiff-image.oci-dir"),
+        &layer,
+        &dir,
+    );
+    let oci = work.join("ckdiff-image.oci.tar");
+    image_forms::oci_archive(&dir, &oci);
+    let docker = work.join("ckdiff-image.docker.tar");
+    image_forms::docker_archive(&dir, &docker);
+    vec![dir, oci, docker]
+}
+
+#[test]
+fn ckdiff_with_image_in_each_form() {
+    let work = scratch("ckdiff-image");
+    let debug = "usr/lib/debug/.build-id/93/ac61ec5a8eb1396f9fbd350e3169a558528a40.debug";
+    for (i, image) in ckdiff_image_forms(&work, debug).iter().enumerate() {
+        let out = work.join(format!("cores-{i}"));
+        let printed = ck2core_ok(&[
+            testdata().join("ckdiff/ckdiff.tar.zst").to_str().unwrap(),
+            "-o",
+            out.to_str().unwrap(),
+            "--image",
+            image.to_str().unwrap(),
+        ]);
+        // Another image id than the checkpoint's (a layer was added): said, not fatal.
+        assert!(
+            printed.contains("warning: the checkpoint was taken from image e2226cf6af463cb50d8fbd34a5ef4b3c176ad411236b24fc39c88312e9fb3400 (localhost/ckdiff:1), but "),
+            "{printed}"
+        );
+        check_ckdiff(&out, &printed, Some(debug));
+        assert!(
+            printed.contains(": 6 files (0 linked, 1 separate debug), "),
+            "{printed}"
+        );
+    }
+}
+
+#[test]
+fn ckdiff_with_its_real_image_layout() {
+    // The image exactly as Podman saved it: the checkpoint names it, no warning.
+    let out = scratch("ckdiff-real-image");
+    let printed = ck2core_ok(&[
+        testdata().join("ckdiff/ckdiff.tar.zst").to_str().unwrap(),
+        "-o",
+        out.to_str().unwrap(),
+        "--image",
+        testdata()
+            .join("ckdiff/ckdiff-image.oci-dir")
+            .to_str()
+            .unwrap(),
+    ]);
+    assert!(!printed.contains("warning"), "{printed}");
+    let exe = out.join("sysroot/var/lib/ck/ckfix-run");
+    let got = gdb_with_init(
+        &out.join("gdbinit"),
+        &out.join("core.1"),
+        Some(&exe),
+        &["info sharedlibrary", "thread apply 2 bt", "x/s secret_ptr"],
+    );
+    assert_eq!(warnings(&got), Vec::<&str>::new(), "{got}");
+    assert!(
+        got.contains("Yes         ") && got.contains("/sysroot/var/lib/ck/libckplug.so"),
+        "{got}"
+    );
+    assert!(
+        got.contains("spin_with_known_registers (tag=tag@entry=1) at ckfix.c:47"),
+        "{got}"
+    );
+    assert!(got.contains("\"CK2CORE-SECRET-5f1e2d3c4b5a\""), "{got}");
+}

@@ -117,8 +117,32 @@ impl Source {
         for n in ck.rootfs().notes() {
             eprintln!("note: {n}");
         }
+        if let Some(w) = image_mismatch(&ck) {
+            eprintln!("warning: {w}");
+        }
         Ok(ck)
     }
+}
+
+/// When the checkpoint's metadata names the image it ran from and `--image` is
+/// another one, what to tell the user. Only a warning: each file is still used only
+/// with the size and build-id CRIU recorded.
+fn image_mismatch(ck: &Checkpoint) -> Option<String> {
+    let image = ck.rootfs().image()?;
+    let c = ck2core::model::container::Container::read(ck.archive())?;
+    let recorded = c.image_id.as_deref()?;
+    let bare = |s: &str| s.trim_start_matches("sha256:").to_string();
+    if image.identity().iter().any(|i| bare(i) == bare(recorded)) {
+        return None;
+    }
+    Some(format!(
+        "the checkpoint was taken from image {}{}, but {} is {}{}; files are still used only when their size and build-id match",
+        recorded,
+        c.image.as_deref().map(|n| format!(" ({n})")).unwrap_or_default(),
+        image.label(),
+        image.identity().first().map(String::as_str).unwrap_or("?"),
+        image.reference().map(|n| format!(" ({n})")).unwrap_or_default(),
+    ))
 }
 
 /// A checkpoint, some of its processes, and the output format: what most

@@ -67,6 +67,8 @@ pub struct Layered {
     merged: BTreeMap<String, Node>,
     max_unpacked: u64,
     spool: Mutex<Spool>,
+    identity: Vec<String>,
+    reference: Option<String>,
 }
 
 #[derive(Default)]
@@ -159,7 +161,27 @@ impl Layered {
             merged,
             max_unpacked,
             spool: Mutex::new(Spool::default()),
+            identity: Vec::new(),
+            reference: None,
         })
+    }
+
+    /// Records what identifies the image: its id (config digest) and manifest digest,
+    /// and its reference (tag).
+    pub fn with_identity(mut self, ids: Vec<String>, reference: Option<String>) -> Layered {
+        self.identity = ids;
+        self.reference = reference;
+        self
+    }
+
+    /// The image id first, then the manifest digest (`sha256:...`).
+    pub fn identity(&self) -> &[String] {
+        &self.identity
+    }
+
+    /// The image's reference (tag), if its file names one.
+    pub fn reference(&self) -> Option<&str> {
+        self.reference.as_deref()
     }
 
     /// The image, as the user named it.

@@ -125,6 +125,19 @@ impl RootFs {
         &self.notes
     }
 
+    /// Adds notes (from reading the image file).
+    pub fn add_notes(&mut self, notes: Vec<String>) {
+        self.notes.extend(notes);
+    }
+
+    /// The image, when the base is one (`--image`).
+    pub fn image(&self) -> Option<&Layered> {
+        match &self.base {
+            Base::Image(l) => Some(l),
+            _ => None,
+        }
+    }
+
     /// Whether any root was given (`--rootfs` or `--image`).
     pub fn has_base(&self) -> bool {
         !matches!(self.base, Base::None)

@@ -2,6 +2,7 @@
 //! reading what gdb printed.
 #![allow(dead_code)]
 
+pub mod image_forms;
 pub mod synth;
 
 use std::collections::BTreeMap;
