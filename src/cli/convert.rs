@@ -156,15 +156,17 @@ pub fn convert(a: &ConvertArgs) -> anyhow::Result<(Vec<Converted>, usize)> {
                 }
                 let unlisted = &w.left_out.unlisted_files;
                 if !unlisted.is_empty() {
-                    let shown: Vec<&str> = unlisted.iter().take(3).map(String::as_str).collect();
-                    let more = unlisted.len().saturating_sub(3);
                     eprintln!(
-                        "           {} mapped file{} not in the container's files (or different there), left out of NT_FILE: {}{}",
+                        "           {} mapped file{} not in the container's files (or different there), left out of NT_FILE:",
                         unlisted.len(),
                         if unlisted.len() == 1 { "" } else { "s" },
-                        shown.join(", "),
-                        if more > 0 { format!(" and {more} more") } else { String::new() }
                     );
+                    for path in unlisted.iter().take(3) {
+                        eprintln!("             {}", unlisted_reason(&process, path));
+                    }
+                    if unlisted.len() > 3 {
+                        eprintln!("             and {} more", unlisted.len() - 3);
+                    }
                 }
                 done.push(Converted {
                     gdb: gdb_for(process.arch),
@@ -208,6 +210,24 @@ pub fn convert(a: &ConvertArgs) -> anyhow::Result<(Vec<Converted>, usize)> {
 /// Writes `DIR/gdbinit` (sysroot, then the helper) and `DIR/ck2core.py`. The
 /// gdbinit is meant for `gdb -ix`: the sysroot must be set before the core loads,
 /// or gdb resolves the mapped files against this machine's root.
+/// `path: why its bytes could not be used`, from the resolver's answer.
+fn unlisted_reason(p: &Process, path: &str) -> String {
+    let why = p
+        .memory
+        .iter()
+        .flat_map(|m| &m.vmas)
+        .filter_map(|v| v.file.as_ref())
+        .find(|f| f.path == path)
+        .and_then(|f| f.content.as_ref().err());
+    match why {
+        Some(w) => format!(
+            "{path}: {}",
+            w.strip_prefix(&format!("{path}: ")).unwrap_or(w)
+        ),
+        None => path.to_string(),
+    }
+}
+
 /// What gdb is pointed at for the container's files.
 enum Root<'a> {
     /// DIR/sysroot, with its separate debug files.
