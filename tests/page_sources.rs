@@ -262,7 +262,25 @@ fn rootfs_diff_in_the_archive_wins_over_rootfs() {
         "rootfs-diff.tar wins"
     );
     assert_eq!(core.read(BASE + 2 * PAGE, 6).unwrap(), b"COW-1\0");
+    // The sysroot holds the diff's data.bin, so NT_FILE names it: gdb, pointed at
+    // the sysroot, reads the container's copy.
     assert_eq!(nt_file_names(&core), ["/etc/data.bin", "/etc/other"]);
+    assert_eq!(
+        std::fs::read(out.join("sysroot/etc/data.bin")).unwrap(),
+        content
+    );
+    // Pointed at --rootfs itself (--no-sysroot), NT_FILE names only files verified
+    // there: gdb would read the image's old data.bin (IMAGE-1) for the diff's.
+    let out = root.join("cores-no-sysroot");
+    convert_ok(
+        &archive,
+        &out,
+        &["--rootfs", rootfs.to_str().unwrap(), "--no-sysroot"],
+    );
+    let core = CoreFile::open(&out.join("core.53"));
+    assert_eq!(core.read(BASE + PAGE, 6).unwrap(), b"DIFF-1");
+    assert_eq!(nt_file_names(&core), ["/etc/other"]);
+    assert!(!out.join("sysroot").exists());
 }
 
 #[test]

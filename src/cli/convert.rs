@@ -10,9 +10,14 @@ use clap::Args;
 use super::{human, Source, EXIT_FAILURE, EXIT_PARTIAL};
 use ck2core::arch::Arch;
 use ck2core::core::{CoreOptions, Plan};
+use ck2core::model::dump::DumpPolicy;
 use ck2core::model::{Process, TaskState};
-use ck2core::rootfs::resolve_in_root;
 use ck2core::rootfs::sysroot::Sysroot;
+use ck2core::rootfs::{resolve_in_root, NO_ROOT};
+
+/// A path under the output directory that is never created: gdb's sysroot when no
+/// root was given.
+const NO_SYSROOT: &str = "no-rootfs";
 
 /// The gdb helper, written beside the cores so the output directory is self-contained.
 pub const HELPER: &str = include_str!("../../gdb-scripts/ck2core.py");
@@ -34,6 +39,35 @@ pub struct ConvertArgs {
     /// of the files the processes mapped.
     #[arg(long)]
     pub no_sysroot: bool,
+    #[command(flatten)]
+    pub dump: DumpArgs,
+}
+
+/// What goes into the cores beyond what the kernel's own cores carry.
+#[derive(Args, Clone, Default)]
+pub struct DumpArgs {
+    /// Include mappings the process marked MADV_DONTDUMP (left without data by
+    /// default, as in the kernel's cores), for forensics.
+    #[arg(long)]
+    pub include_dontdump: bool,
+    /// Put the pages of mapped files verified in --rootfs into the cores, for tools
+    /// that read memory only from the core (py-spy --locals).
+    #[arg(long)]
+    pub self_contained: bool,
+    /// Name the files in NT_FILE by their absolute paths under --rootfs instead of
+    /// their container paths, for tools without a sysroot setting (py-spy).
+    #[arg(long)]
+    pub host_paths: bool,
+}
+
+impl DumpArgs {
+    fn policy(&self) -> DumpPolicy {
+        DumpPolicy {
+            include_dontdump: self.include_dontdump,
+            file_pages: self.self_contained,
+            host_paths: self.host_paths,
+        }
+    }
 }
 
 /// A core that was written, and how to open it.
@@ -68,6 +102,9 @@ pub fn convert(a: &ConvertArgs) -> anyhow::Result<(Vec<Converted>, usize)> {
             "--no-sysroot leaves gdb only --rootfs to read the container's files; with --image, the sysroot is the only way (drop --no-sysroot, or unpack the image and give --rootfs)"
         );
     }
+    if a.dump.host_paths && !a.source.has_root() {
+        anyhow::bail!("--host-paths needs the container's files: --rootfs DIR or --image IMAGE");
+    }
     let ckpt = a.source.open()?;
     for n in ckpt.archive().notes() {
         eprintln!("note: {n}");
@@ -92,7 +129,7 @@ pub fn convert(a: &ConvertArgs) -> anyhow::Result<(Vec<Converted>, usize)> {
     let mut failed = 0;
     let tty = std::io::stderr().is_terminal();
     for pid in pids {
-        let process = match ckpt.process(pid) {
+        let mut process = match ckpt.process(pid) {
             Ok(p) => p,
             Err(e) => {
                 eprintln!("failed   pid {pid}: {e}");
@@ -113,12 +150,12 @@ pub fn convert(a: &ConvertArgs) -> anyhow::Result<(Vec<Converted>, usize)> {
             container.as_ref(),
         ))?;
         let opts = CoreOptions {
-            only_verified_files: a.source.has_root(),
+            policy: a.dump.policy(),
             metadata: Some(metadata),
         };
         // The sysroot first: the core's NT_FILE names exactly what it holds.
         if let Some(s) = sysroot.as_mut() {
-            if let Err(e) = s.add(ckpt.rootfs(), &process) {
+            if let Err(e) = s.add(ckpt.rootfs(), &mut process) {
                 eprintln!("failed   pid {pid} ({}): sysroot: {e}", process.comm);
                 failed += 1;
                 continue;
@@ -151,11 +188,29 @@ pub fn convert(a: &ConvertArgs) -> anyhow::Result<(Vec<Converted>, usize)> {
                     human(w.data_bytes),
                     human(w.file_size),
                 );
+                let mut no_root = 0;
                 for (why, bytes) in &w.left_out.by_reason {
+                    // Said once for all processes, below.
+                    if why.ends_with(NO_ROOT) {
+                        no_root += bytes;
+                        continue;
+                    }
                     eprintln!("           left out {}: {why}", human(*bytes));
                 }
+                if no_root > 0 {
+                    eprintln!(
+                        "           left out {} of file pages: {NO_ROOT}",
+                        human(no_root)
+                    );
+                }
+                if w.left_out.dontdump > 0 {
+                    eprintln!(
+                        "           left out {}: mappings the process marked MADV_DONTDUMP (no data, as in a kernel core; --include-dontdump adds them)",
+                        human(w.left_out.dontdump)
+                    );
+                }
                 let unlisted = &w.left_out.unlisted_files;
-                if !unlisted.is_empty() {
+                if !unlisted.is_empty() && a.source.has_root() {
                     eprintln!(
                         "           {} mapped file{} not in the container's files (or different there), left out of NT_FILE:",
                         unlisted.len(),
@@ -198,6 +253,11 @@ pub fn convert(a: &ConvertArgs) -> anyhow::Result<(Vec<Converted>, usize)> {
         );
     }
     if !done.is_empty() {
+        if !a.source.has_root() {
+            eprintln!(
+                "no --rootfs or --image: the cores name no mapped files, so debuggers read none of this machine's in their place; symbols and the file pages CRIU did not save need the container's files (--rootfs DIR or --image IMAGE)"
+            );
+        }
         let root = match &sysroot {
             Some(s) => Some(Root::Sysroot(s.dir())),
             None => a.source.rootfs.as_deref().map(Root::Dir),
@@ -256,7 +316,15 @@ fn write_gdbinit(dir: &Path, root: Option<Root<'_>>) -> anyhow::Result<PathBuf> 
             );
         }
         Some(Root::Dir(r)) => init += &format!("set sysroot {}\n", abs(r).display()),
-        None => {}
+        None => {
+            // gdb opens the libraries the core's link map names under its sysroot,
+            // this machine's / by default. A sysroot where nothing exists keeps it
+            // from using this machine's libraries for the container's; the cores
+            // name no files, so gdb has nothing to warn about when opened as shown.
+            init +=
+                "# No --rootfs or --image was given: nothing of the container's files is here.\n";
+            init += &format!("set sysroot {}\n", dir.join(NO_SYSROOT).display());
+        }
     }
     init += &format!("source {}\n", helper.display());
     let path = dir.join("gdbinit");

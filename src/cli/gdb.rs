@@ -48,6 +48,7 @@ pub fn run(a: GdbArgs) -> anyhow::Result<ExitCode> {
         pids: vec![pid],
         force: true,
         no_sysroot: a.no_sysroot,
+        dump: Default::default(),
     };
     let (done, _) = convert(&args)?;
     let Some(core) = done.into_iter().next() else {

@@ -8,6 +8,7 @@ use std::collections::BTreeMap;
 use serde::Serialize;
 use serde_json::Value;
 
+use crate::archive::oci::{whiteout, Whiteout};
 use crate::archive::Archive;
 use crate::images::{magic, pb, Image, MAX_IMAGE};
 
@@ -273,13 +274,15 @@ impl Container {
         }
         c.log = container_log(archive);
         c.annotations = annotations;
-        c.rootfs_diff = rootfs_diff(archive);
+        let (diff, whiteouts) = rootfs_diff(archive);
+        c.rootfs_diff = diff;
         if let Some(Value::Array(list)) = json(archive, "deleted.files") {
             c.deleted_files = list
                 .iter()
                 .filter_map(|v| v.as_str().map(str::to_string))
                 .collect();
         }
+        c.deleted_files.extend(whiteouts);
         Some(c)
     }
 }
@@ -412,22 +415,29 @@ fn podman_networks(status: Option<&Value>) -> Vec<Network> {
     out
 }
 
-fn rootfs_diff(archive: &Archive) -> Vec<DiffEntry> {
+/// The entries of rootfs-diff.tar, and the paths its whiteouts delete (containerd's
+/// diff is an OCI layer: deletions are `.wh.` entries, not deleted.files).
+fn rootfs_diff(archive: &Archive) -> (Vec<DiffEntry>, Vec<String>) {
     let Some(blob) = archive
         .member("rootfs-diff.tar")
         .and_then(|m| m.open().ok())
     else {
-        return Vec::new();
+        return (Vec::new(), Vec::new());
     };
     let mut out = Vec::new();
-    crate::rootfs::walk_tar(&blob, &mut |e| {
-        out.push(DiffEntry {
+    let mut deleted = Vec::new();
+    crate::rootfs::walk_tar(&blob, &mut |e| match whiteout(e.path) {
+        Some(Whiteout::Entry(p)) => deleted.push(format!("/{p}")),
+        Some(Whiteout::Opaque(d)) => {
+            deleted.push(format!("/{d}/* (opaque: the image's files there)"))
+        }
+        None => out.push(DiffEntry {
             path: format!("/{}", e.path),
             kind: e.kind.to_string(),
             size: e.size,
-        });
+        }),
     });
-    out
+    (out, deleted)
 }
 
 /// Reads CRIU's stats-dump, wherever the archive has it.

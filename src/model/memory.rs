@@ -117,9 +117,20 @@ pub struct FileData {
     pub size: u64,
     /// (offset, bytes), sorted and disjoint.
     pub chunks: Vec<(u64, Blob)>,
-    /// A plain file of this machine holding exactly these bytes (a `--rootfs` file),
-    /// which the sysroot may link instead of copying.
-    pub origin: Option<std::path::PathBuf>,
+    /// Where the file is in the container's root directory, when it came from
+    /// there (not from `rootfs-diff.tar` or a ghost image).
+    pub in_root: Option<InRoot>,
+}
+
+/// A verified file's place in the root directory on this machine.
+#[derive(Debug, Clone)]
+pub struct InRoot {
+    /// Absolute path of the file (symbolic links resolved).
+    pub path: std::path::PathBuf,
+    /// ROOT/CONTAINER-PATH reaches this same file when followed as this machine
+    /// follows links (as gdb does with its sysroot): false when the way there
+    /// crosses a link that points out of the root.
+    pub by_container_path: bool,
 }
 
 impl FileData {
@@ -128,7 +139,7 @@ impl FileData {
         FileData {
             size: blob.len(),
             chunks: vec![(0, blob)],
-            origin: None,
+            in_root: None,
         }
     }
 }

@@ -6,6 +6,7 @@
 //! and never stops the others.
 
 pub mod container;
+pub mod dump;
 pub mod files;
 pub mod memory;
 pub mod signals;
@@ -869,7 +870,7 @@ impl Checkpoint {
             Ok(FileData {
                 size,
                 chunks,
-                origin: None,
+                in_root: None,
             })
         };
         load().map_err(|e| format!("deleted while mapped; its ghost image is unusable: {e}"))

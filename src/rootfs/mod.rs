@@ -25,7 +25,10 @@ pub use tarwalk::{walk_tar, TarEntry};
 pub use verify::{build_id, build_id_of, check, hex, interpreter, Expect};
 
 use crate::archive::{Archive, Blob};
-use crate::model::memory::FileData;
+use crate::model::memory::{FileData, InRoot};
+
+/// Why a file's content is missing when no root was given.
+pub const NO_ROOT: &str = "no --rootfs or --image given";
 
 /// Where a file's bytes are.
 #[derive(Clone, Debug)]
@@ -198,7 +201,7 @@ impl RootFs {
         let (real, content, links) = self.resolve(path)?;
         Ok(Found {
             path: real,
-            data: self.data(content)?,
+            data: self.data(content, path)?,
             links,
         })
     }
@@ -244,17 +247,31 @@ impl RootFs {
         match self.node(&real) {
             Some(Node::File(c)) => Ok((real, c, links)),
             Some(Node::Dir) => Err(format!("/{real} is a directory")),
-            _ if matches!(self.base, Base::None) => Err("no --rootfs or --image given".into()),
+            _ if matches!(self.base, Base::None) => Err(NO_ROOT.into()),
             _ => Err(format!("not found in {}", self.label())),
         }
     }
 
-    fn data(&self, content: Content) -> Result<FileData, String> {
-        let (blob, origin) = match content {
+    /// The bytes of `content`, found for the container path `asked`.
+    fn data(&self, content: Content, asked: &str) -> Result<FileData, String> {
+        let (blob, in_root) = match content {
             Content::Local(p) => {
                 let f = std::fs::File::open(&p).map_err(|e| format!("{}: {e}", p.display()))?;
                 let len = f.metadata().map_err(|e| e.to_string())?.len();
-                (Blob::from_file(&p.display().to_string(), f, len), Some(p))
+                let path = std::fs::canonicalize(&p).unwrap_or_else(|_| p.clone());
+                // A reader given the root as its sysroot follows links the way this
+                // machine does, out of the root for an absolute one.
+                let naive = match &self.base {
+                    Base::Dir(d) => {
+                        std::fs::canonicalize(d.join(asked.trim_start_matches('/'))).ok()
+                    }
+                    _ => None,
+                };
+                let at = InRoot {
+                    by_container_path: naive.as_ref() == Some(&path),
+                    path,
+                };
+                (Blob::from_file(&p.display().to_string(), f, len), Some(at))
             }
             Content::Blob(b) => (b, None),
             Content::Packed {
@@ -270,9 +287,10 @@ impl RootFs {
                 _ => return Err("internal: packed content without an image".into()),
             },
         };
-        let mut data = FileData::whole(blob);
-        data.origin = origin;
-        Ok(data)
+        Ok(FileData {
+            in_root,
+            ..FileData::whole(blob)
+        })
     }
 
     /// The content of a container file, verified against what CRIU recorded, or

@@ -16,7 +16,7 @@ use std::path::{Path, PathBuf};
 use super::{debug_path, interpreter, Node, RootFs};
 use crate::archive::normalize_name;
 use crate::error::{Error, Result};
-use crate::model::memory::FileData;
+use crate::model::memory::{FileData, InRoot, MappedFile};
 use crate::model::Process;
 
 /// What the sysroot holds.
@@ -73,9 +73,10 @@ impl Sysroot {
         self.done.contains(&rel).then(|| self.dir.join(rel))
     }
 
-    /// Adds the files `process` mapped whose bytes were verified (exactly those the
-    /// core's NT_FILE lists), their debug files and the links to them.
-    pub fn add(&mut self, root: &RootFs, process: &Process) -> Result<()> {
+    /// Adds the files `process` mapped whose bytes were verified, their debug files
+    /// and the links to them; each of those files is then known to be here, at its
+    /// container path (so the core's NT_FILE lists exactly what the sysroot holds).
+    pub fn add(&mut self, root: &RootFs, process: &mut Process) -> Result<()> {
         if !self.top_links {
             self.top_links = true;
             // /lib -> usr/lib and the like: the loader's names go through them.
@@ -90,8 +91,8 @@ impl Sysroot {
             .iter()
             .flat_map(|m| m.vmas.iter())
             .filter_map(|v| v.file.as_ref());
-        let files: Vec<_> = vma_files.chain(process.exe.iter()).collect();
-        for f in files {
+        let files: Vec<_> = vma_files.chain(process.exe.iter()).cloned().collect();
+        for f in &files {
             let Ok(data) = &f.content else { continue };
             if f.deleted {
                 continue;
@@ -140,6 +141,30 @@ impl Sysroot {
                 }
             }
         }
+        let here = |f: &MappedFile| -> Option<PathBuf> {
+            if f.deleted || f.content.is_err() {
+                return None;
+            }
+            self.holds(&f.path)
+        };
+        let mark = |f: &mut std::sync::Arc<MappedFile>| {
+            if let Some(path) = here(f) {
+                if let Ok(d) = &mut std::sync::Arc::make_mut(f).content {
+                    d.in_root = Some(InRoot {
+                        path,
+                        by_container_path: true,
+                    });
+                }
+            }
+        };
+        for v in process.memory.iter_mut().flat_map(|m| m.vmas.iter_mut()) {
+            if let Some(f) = v.file.as_mut() {
+                mark(f);
+            }
+        }
+        if let Some(f) = process.exe.as_mut() {
+            mark(f);
+        }
         Ok(())
     }
 
@@ -172,12 +197,10 @@ impl Sysroot {
         let target = parent.join(name);
         let tmp = parent.join(format!(".{name}.ck2core-tmp"));
         let _ = std::fs::remove_file(&tmp);
-        let linked = data
-            .origin
-            .as_ref()
-            .is_some_and(|o| std::fs::hard_link(o, &tmp).is_ok());
+        let origin = data.in_root.as_ref().map(|r| &r.path);
+        let linked = origin.is_some_and(|o| std::fs::hard_link(o, &tmp).is_ok());
         if !linked {
-            let r = match &data.origin {
+            let r = match origin {
                 Some(o) => std::fs::copy(o, &tmp).map(|_| ()),
                 None => write_chunks(&tmp, data),
             };

@@ -46,6 +46,8 @@ pub struct MapRow {
     pub build_id: Option<String>,
     /// Where its pages come from.
     pub pages: PageCounts,
+    /// The process marked it `MADV_DONTDUMP`: cores leave its bytes out by default.
+    pub dontdump: bool,
 }
 
 fn perms(v: &Vma) -> String {
@@ -108,6 +110,7 @@ pub fn maps(p: &Process) -> Vec<MapRow> {
                     .filter(|f| !f.build_id.is_empty())
                     .map(|f| crate::rootfs::hex(&f.build_id)),
                 pages: c,
+                dontdump: v.dontdump(),
             }
         })
         .collect()
