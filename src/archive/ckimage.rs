@@ -24,7 +24,7 @@ pub const CHECKPOINT_ANNOTATIONS: [&str; 2] = [
 ];
 
 /// The image a checkpoint was read from (`ck2core info`).
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, schemars::JsonSchema)]
 pub struct CheckpointImage {
     /// `oci-layout`, `oci-archive` or `docker-archive`.
     pub format: &'static str,
@@ -44,7 +44,7 @@ pub struct CheckpointImage {
 }
 
 /// One layer of a [`CheckpointImage`].
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, schemars::JsonSchema)]
 pub struct ImageLayer {
     /// Digest, or path in a Docker archive.
     pub name: String,

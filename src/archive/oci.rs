@@ -81,7 +81,9 @@ pub struct ImageFile {
 }
 
 /// A platform as an image index or config names it.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize, serde::Serialize)]
+#[derive(
+    Debug, Clone, Default, PartialEq, Eq, Deserialize, serde::Serialize, schemars::JsonSchema,
+)]
 pub struct Platform {
     /// Operating system (`linux`).
     #[serde(default)]

@@ -80,7 +80,12 @@ pub struct Converted {
 
 pub fn run(a: ConvertArgs) -> anyhow::Result<ExitCode> {
     let (done, failed) = convert(&a)?;
-    if !done.is_empty() {
+    if !done.is_empty() && a.dump.host_paths {
+        // gdb would look for those paths under its sysroot, the root, and warn.
+        eprintln!(
+            "--host-paths: NT_FILE names files by their paths on this machine, for tools without a sysroot setting (py-spy dump --core CORE); for gdb, convert without --host-paths"
+        );
+    } else if !done.is_empty() {
         eprintln!("open with:");
         for c in &done {
             let words: Vec<String> = c.gdb_args.iter().map(|w| shell_quote(w)).collect();

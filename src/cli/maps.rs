@@ -12,14 +12,14 @@ pub struct MapsArgs {
     select: Select,
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, schemars::JsonSchema)]
 struct ProcessMaps {
     pid: u32,
     maps: Vec<MapRow>,
 }
 
-#[derive(Serialize)]
-struct Out {
+#[derive(Serialize, schemars::JsonSchema)]
+pub(super) struct Out {
     processes: Vec<ProcessMaps>,
 }
 

@@ -13,7 +13,7 @@ use crate::archive::Archive;
 use crate::images::{magic, pb, Image, MAX_IMAGE};
 
 /// The container a checkpoint came from.
-#[derive(Debug, Clone, Default, Serialize)]
+#[derive(Debug, Clone, Default, Serialize, schemars::JsonSchema)]
 pub struct Container {
     /// "Podman", "CRI-O" or "containerd".
     pub engine: Option<String>,
@@ -69,7 +69,7 @@ pub struct Container {
 }
 
 /// A bind mount from the host into the container.
-#[derive(Debug, Clone, Default, Serialize)]
+#[derive(Debug, Clone, Default, Serialize, schemars::JsonSchema)]
 pub struct BindMount {
     /// Mount point in the container.
     pub destination: String,
@@ -82,7 +82,7 @@ pub struct BindMount {
 }
 
 /// The container's log as the archive carries it.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, schemars::JsonSchema)]
 pub struct ContainerLog {
     /// Archive member (`ctr.log`, `container.log`, `io.kubernetes.cri-o.LogPath`).
     pub member: String,
@@ -96,7 +96,7 @@ pub struct ContainerLog {
 pub const LOG_TAIL_LINES: usize = 10;
 
 /// One network interface.
-#[derive(Debug, Clone, Default, Serialize)]
+#[derive(Debug, Clone, Default, Serialize, schemars::JsonSchema)]
 pub struct Network {
     /// Network name (Podman), if known.
     pub network: Option<String>,
@@ -111,7 +111,7 @@ pub struct Network {
 }
 
 /// One mount of the OCI spec.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, schemars::JsonSchema)]
 pub struct Mount {
     /// Mount point in the container.
     pub destination: String,
@@ -123,7 +123,7 @@ pub struct Mount {
 }
 
 /// One entry of rootfs-diff.tar.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, schemars::JsonSchema)]
 pub struct DiffEntry {
     /// Path in the container (with a leading `/`).
     pub path: String,
@@ -134,7 +134,7 @@ pub struct DiffEntry {
 }
 
 /// CRIU's dump statistics (stats-dump).
-#[derive(Debug, Clone, Copy, Default, Serialize)]
+#[derive(Debug, Clone, Copy, Default, Serialize, schemars::JsonSchema)]
 pub struct DumpStats {
     /// Microseconds spent freezing the tasks.
     pub freezing_time: u32,

@@ -62,7 +62,7 @@ pub mod pe {
 }
 
 /// What a VMA is, for the core writer and for people.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, schemars::JsonSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum VmaKind {
     /// Private anonymous memory other than heap and stack.
@@ -245,7 +245,7 @@ pub enum Source {
 }
 
 /// Which kind of storage bytes came from.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, schemars::JsonSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum Origin {
     /// The dump's pages file.

@@ -47,7 +47,7 @@ const MAX_VMAS: usize = 1 << 20;
 const MAX_THREADS: usize = 1 << 16;
 
 /// Process state as CRIU records it (`task_core_entry.task_state`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, schemars::JsonSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum TaskState {
     /// Running or sleeping.
@@ -85,7 +85,7 @@ impl TaskState {
 }
 
 /// One entry of the process tree.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, schemars::JsonSchema)]
 pub struct TreeEntry {
     /// Pid inside the container's pid namespace.
     pub pid: u32,
@@ -100,7 +100,7 @@ pub struct TreeEntry {
 }
 
 /// Credentials of a thread.
-#[derive(Debug, Clone, Copy, Default, Serialize)]
+#[derive(Debug, Clone, Copy, Default, Serialize, schemars::JsonSchema)]
 pub struct Creds {
     /// Real, effective, saved, filesystem user ids.
     pub uid: [u32; 4],
@@ -142,7 +142,7 @@ pub struct Thread {
 }
 
 /// Memory layout fields of `mm_entry`.
-#[derive(Debug, Clone, Copy, Default, Serialize)]
+#[derive(Debug, Clone, Copy, Default, Serialize, schemars::JsonSchema)]
 pub struct MmLayout {
     /// Start of argv strings.
     pub arg_start: u64,
