@@ -311,23 +311,28 @@ fn nt_file_paths(core: &Path) -> Vec<String> {
 fn check_ckdiff(out: &Path, printed: &str, debug: Option<&str>) {
     let line = printed
         .lines()
-        .find(|l| l.contains("/core.1 "))
+        .find(|l| l.starts_with("  gdb ") && l.contains("core.1 "))
         .unwrap_or_else(|| panic!("no gdb line for core.1:\n{printed}"));
-    let args: Vec<&str> = line.split_whitespace().collect();
+    // Paths as printed (relative to the tests' directory), made absolute.
+    let args: Vec<String> = line
+        .split_whitespace()
+        .map(|w| match std::fs::canonicalize(w) {
+            Ok(p) if w.contains('/') => p.display().to_string(),
+            _ => w.to_string(),
+        })
+        .collect();
     let sysroot = std::fs::canonicalize(out.join("sysroot")).unwrap();
     let exe = sysroot.join("var/lib/ck/ckfix-run");
+    let abs = |p: &Path| std::fs::canonicalize(p).unwrap().display().to_string();
     assert_eq!(
         args,
         [
-            "gdb",
-            "-ix",
-            std::fs::canonicalize(out.join("gdbinit"))
-                .unwrap()
-                .to_str()
-                .unwrap(),
-            "--core",
-            out.join("core.1").to_str().unwrap(),
-            exe.to_str().unwrap(),
+            "gdb".to_string(),
+            "-ix".into(),
+            abs(&out.join("gdbinit")),
+            "--core".into(),
+            abs(&out.join("core.1")),
+            exe.display().to_string(),
         ],
         "{printed}"
     );
