@@ -156,7 +156,8 @@ enum Command {
 /// How to open the checkpoint; shared by every command.
 #[derive(Args, Clone)]
 pub struct Source {
-    /// Image directory, or checkpoint archive (tar, tar.gz, tar.zst); `-` for stdin.
+    /// Image directory, checkpoint archive (tar, tar.gz, tar.zst) or checkpoint image
+    /// (OCI layout, OCI archive, Docker archive); `-` for stdin.
     #[arg(value_name = "CHECKPOINT")]
     checkpoint: String,
     /// The container's root filesystem: file pages CRIU did not save are read from it
