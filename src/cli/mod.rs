@@ -18,6 +18,7 @@ mod files;
 mod gdb;
 mod info;
 mod maps;
+mod minidump;
 mod ps;
 mod read;
 mod report;
@@ -62,6 +63,8 @@ enum Command {
     Files(files::FilesArgs),
     /// Arguments and environment, read from process memory.
     Env(env::EnvArgs),
+    /// Write one minidump per process, for crash-reporting pipelines (docs/minidump.md).
+    Minidump(minidump::MinidumpArgs),
     /// Convert one process to a temporary core and start gdb on it, set up.
     Gdb(gdb::GdbArgs),
     /// Find bytes or a regular expression in process memory.
@@ -183,6 +186,7 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     match cli.command {
         Command::Convert(a) => return convert::run(a),
         Command::Gdb(a) => return gdb::run(a),
+        Command::Minidump(a) => return minidump::run(a),
         Command::Info(a) => info::run(a)?,
         Command::Ps(a) => ps::run(a)?,
         Command::Threads(a) => threads::run(a)?,

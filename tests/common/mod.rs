@@ -149,6 +149,8 @@ pub fn lldb_threads(out: &str) -> BTreeMap<u32, BTreeMap<String, u64>> {
         }
         let Some(tid) = cur else { continue };
         if let Some((name, v)) = l.trim().split_once(" = ") {
+            // A code address is followed by its symbol (`0x... libc.so.6`pause + 48`).
+            let v = v.split_whitespace().next().unwrap_or("");
             if let Some(Ok(v)) = v.strip_prefix("0x").map(|h| u64::from_str_radix(h, 16)) {
                 map.entry(tid).or_default().insert(name.to_string(), v);
             }
