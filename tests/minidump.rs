@@ -26,6 +26,11 @@ fn rootfs() -> PathBuf {
 
 /// Runs `minidump-stackwalk` with `args`; insists it succeeded and logged no error
 /// or warning. Returns stdout.
+///
+/// At its `warn` level it says one thing of every Linux minidump that carries both
+/// the memory info list and the maps stream (which the issue asks for, Crashpad's
+/// and Breakpad's ways of saying the same): that it used the former. That note
+/// alone is allowed.
 fn stackwalk(args: &[&str]) -> String {
     let out = Command::new("minidump-stackwalk")
         .args(["--verbose", "warn", "--no-color"])
@@ -34,7 +39,10 @@ fn stackwalk(args: &[&str]) -> String {
         .unwrap_or_else(|e| {
             panic!("minidump-stackwalk must be installed (.ci/run installs it): {e}")
         });
-    let err = String::from_utf8_lossy(&out.stderr);
+    let err = String::from_utf8_lossy(&out.stderr).replace(
+        " WARN UnifiedMemoryInfoList got both kinds of info! (using InfoList)\n",
+        "",
+    );
     assert!(
         out.status.success(),
         "minidump-stackwalk {args:?} failed: {err}"
@@ -282,7 +290,7 @@ fn ckfix_minidump_through_stackwalk() {
     // The raw Linux streams.
     for text in [
         "LinuxCmdLine",
-        "/ckfix/bin/ckfix\\0/ckfix/ready\\0/ckfix/data.bin\\0",
+        "/ckfix/bin/ckfix\\0\n/ckfix/ready\\0\n/ckfix/data.bin\\0\n",
         "CKFIX_ENV_MARK=ck2core-env-marker",
         "Name:\tckfix-main",
         "Threads:\t5",
@@ -336,9 +344,10 @@ fn ckfix_minidump_through_stackwalk() {
             "/lib64/ld-linux-x86-64.so.2"
         ]
     );
-    // The executable's dynamic section follows the struct, as Breakpad writes it.
+    // The executable's dynamic section follows the 36-byte struct, as Breakpad
+    // writes it; `dynamic` is its address, and its DT_DEBUG entry points at r_debug.
     assert!(
-        dso.len() > 44 && (dso.len() - 44) % 16 == 0,
+        dso.len() > 36 && (dso.len() - 36) % 16 == 0,
         "{}",
         dso.len()
     );

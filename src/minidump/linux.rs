@@ -27,10 +27,12 @@ pub fn maps(mem: &AddressSpace) -> String {
         );
         let name = v.name();
         if name.is_empty() {
+            // As the kernel writes it: the inode column, then one space.
             s += &line;
+            s.push(' ');
         } else {
-            // The kernel pads the name to column 74.
-            s += &format!("{line:<73} {name}");
+            // The kernel pads to column 72, then a space, then the name.
+            s += &format!("{line:<72} {name}");
         }
         s.push('\n');
     }

@@ -37,6 +37,9 @@ pub const RED_ZONE: u64 = 128;
 /// Bytes at and above the stack pointer that go with each thread's stack, at most
 /// (less where the stack's mapping ends first).
 pub const STACK_ABOVE_SP: u64 = 64 << 10;
+/// Bytes of code around the leader's instruction pointer (as Breakpad keeps
+/// around a crash address), so processors can look at the instruction.
+pub const CODE_AROUND_PC: u64 = 256;
 
 /// Choices about what goes into a minidump.
 #[derive(Debug, Clone, Default)]
@@ -190,16 +193,10 @@ impl Plan {
         for t in &p.threads {
             let ctx = b.put(&context::encode(&t.regs)?)?;
             leader_context.get_or_insert(ctx);
-            let stack = match stack_range(mem, t.regs.sp()) {
-                Some((start, len)) => {
-                    let mut data = vec![0u8; len as usize];
-                    let missing = mem.read(start, &mut data)?;
-                    debug_assert!(missing.is_empty());
-                    memory_bytes += len;
-                    let d = MINIDUMP_MEMORY_DESCRIPTOR {
-                        start_of_memory_range: start,
-                        memory: b.put(&data)?,
-                    };
+            let stack = match around(mem, t.regs.sp(), RED_ZONE, STACK_ABOVE_SP) {
+                Some(range) => {
+                    let d = memory(&mut b, mem, range)?;
+                    memory_bytes += range.1;
                     ranges.extend(bytes(&d)?);
                     d
                 }
@@ -222,6 +219,12 @@ impl Plan {
                 thread_id: t.tid,
                 thread_name_rva: name as u64,
             })?);
+        }
+        let pc = p.threads[0].regs.pc();
+        let half = CODE_AROUND_PC / 2;
+        if let Some(range) = around(mem, pc, half, half) {
+            ranges.extend(bytes(&memory(&mut b, mem, range)?)?);
+            memory_bytes += range.1;
         }
         let n = p.threads.len();
         b.stream(Stream::ThreadListStream, &counted(n, threads))?;
@@ -358,29 +361,48 @@ fn thread_pointer(r: &Registers) -> u64 {
     }
 }
 
-/// The part of a thread's stack that goes into the minidump: from [`RED_ZONE`]
-/// below `sp` to [`STACK_ABOVE_SP`] above it, cut to the mapping holding `sp` and
-/// to the bytes the checkpoint has around `sp` (known zeros of untouched stack
-/// pages are included; bytes no source has end the range).
-fn stack_range(mem: &AddressSpace, sp: u64) -> Option<(u64, u64)> {
-    let vma = mem.vma_at(sp)?;
-    let lo = sp.saturating_sub(RED_ZONE).max(vma.start);
-    let hi = sp.saturating_add(STACK_ABOVE_SP).min(vma.end);
+/// Memory around `addr`: from `below` bytes below it to `above` bytes above,
+/// cut to the mapping holding `addr` and to the bytes the checkpoint has around
+/// it (known zeros, such as untouched stack pages, count; bytes no source has end
+/// the range). None if `addr` itself is not available.
+fn around(mem: &AddressSpace, addr: u64, below: u64, above: u64) -> Option<(u64, u64)> {
+    let vma = mem.vma_at(addr)?;
+    let lo = addr.saturating_sub(below).max(vma.start);
+    let hi = addr.saturating_add(above).min(vma.end);
     let (mut start, mut end) = (lo, lo);
     for e in mem.extents(vma, lo, hi) {
         let e_end = e.start + e.len;
         if matches!(e.source, Source::Missing(_)) {
-            if e.start > sp {
+            if e.start > addr {
                 break;
             }
-            // Missing at or below sp: the range restarts after it.
+            // Missing at or below addr: the range restarts after it.
             start = e_end;
-            end = e_end;
-        } else {
-            end = e_end;
         }
+        end = e_end;
     }
-    (start <= sp && end > sp).then(|| (start, end - start))
+    (start <= addr && end > addr).then_some((start, end - start))
+}
+
+/// Copies `(start, len)` of memory into the file; returns its descriptor.
+fn memory(
+    b: &mut Builder,
+    mem: &AddressSpace,
+    (start, len): (u64, u64),
+) -> Result<MINIDUMP_MEMORY_DESCRIPTOR> {
+    let mut data = vec![0u8; len as usize];
+    let missing = mem.read(start, &mut data)?;
+    if !missing.is_empty() {
+        // around() chose only bytes with a source; a read that disagrees is a bug,
+        // and zeros must not stand in for them.
+        return Err(Error::Unsupported(format!(
+            "memory at {start:#x} could not be read back"
+        )));
+    }
+    Ok(MINIDUMP_MEMORY_DESCRIPTOR {
+        start_of_memory_range: start,
+        memory: b.put(&data)?,
+    })
 }
 
 /// Every saved byte of the process, in address order: the content of each
