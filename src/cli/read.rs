@@ -64,8 +64,12 @@ pub fn run(a: ReadArgs) -> anyhow::Result<()> {
         );
     }
     for u in &r.unavailable {
+        let why = match u.reason {
+            memory::Gap::Unmapped => "not mapped",
+            memory::Gap::NotSaved => "not in the checkpoint",
+        };
         outln!(
-            "?? {}..{}: not in the checkpoint",
+            "?? {}..{}: {why}",
             u.start,
             ck2core::views::Hex(u.start.0 + u.length)
         );

@@ -143,13 +143,25 @@ impl Serialize for HexBytes {
     }
 }
 
-/// A range of addresses.
+/// A range of addresses the checkpoint has no bytes for.
 #[derive(Debug, Clone, Copy, Serialize)]
 pub struct Range {
     /// Start address.
     pub start: Hex,
     /// Length in bytes.
     pub length: u64,
+    /// Why the bytes are missing.
+    pub reason: Gap,
+}
+
+/// Why a range of a read has no bytes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Gap {
+    /// No mapping covers it.
+    Unmapped,
+    /// Mapped, but no page source has these bytes.
+    NotSaved,
 }
 
 /// A read of process memory (`ck2core read`).
@@ -168,7 +180,9 @@ pub struct MemoryRead {
 /// Most bytes one read may ask for.
 pub const MAX_READ: u64 = 64 << 20;
 
-/// Reads `len` bytes at `addr`.
+/// Reads `len` bytes at `addr`. A range no mapping touches is an error naming it:
+/// there is nothing to show, not even `??`. A range only partly mapped is read, its
+/// unmapped parts reported as unavailable.
 pub fn read(p: &Process, addr: u64, len: u64) -> Result<MemoryRead> {
     let mem = p
         .memory
@@ -179,6 +193,20 @@ pub fn read(p: &Process, addr: u64, len: u64) -> Result<MemoryRead> {
             "read at most {MAX_READ} bytes at a time"
         )));
     }
+    let end = addr.checked_add(len).ok_or_else(|| {
+        Error::Usage(format!(
+            "{} + {len} bytes goes past the end of the address space",
+            Hex(addr)
+        ))
+    })?;
+    if len > 0 && !mem.vmas.iter().any(|v| v.start < end && v.end > addr) {
+        return Err(Error::Usage(format!(
+            "process {}: no mapping covers {}..{} (see 'ck2core maps')",
+            p.pid(),
+            Hex(addr),
+            Hex(end)
+        )));
+    }
     let mut buf = vec![0u8; len as usize];
     let missing = mem.read(addr, &mut buf)?;
     Ok(MemoryRead {
@@ -187,9 +215,19 @@ pub fn read(p: &Process, addr: u64, len: u64) -> Result<MemoryRead> {
         bytes: HexBytes(buf),
         unavailable: missing
             .into_iter()
-            .map(|(o, l)| Range {
-                start: Hex(addr + o as u64),
-                length: l as u64,
+            .map(|(o, l)| {
+                let start = addr + o as u64;
+                Range {
+                    start: Hex(start),
+                    length: l as u64,
+                    // The model reports unmapped gaps and unsaved bytes as separate
+                    // ranges, so one address tells which this is.
+                    reason: if mem.vma_at(start).is_some() {
+                        Gap::NotSaved
+                    } else {
+                        Gap::Unmapped
+                    },
+                }
             })
             .collect(),
     })
