@@ -146,6 +146,9 @@ impl Plan {
             .memory
             .as_ref()
             .ok_or_else(|| Error::Usage(format!("process {} has no memory (zombie)", p.pid())))?;
+        if p.threads.is_empty() {
+            return Err(Error::Usage(format!("process {} has no threads", p.pid())));
+        }
         let header_size = bytes(&MINIDUMP_HEADER {
             signature: 0,
             version: 0,
