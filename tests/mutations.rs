@@ -66,7 +66,11 @@ fn exercise(dir: &Path, out: &Path) {
     // Whatever failed, no temporary file is left behind.
     for e in std::fs::read_dir(out).into_iter().flatten() {
         let name = e.unwrap().file_name().into_string().unwrap();
-        assert!(!name.contains(".partial-"), "{name} left in {}", out.display());
+        assert!(
+            !name.contains(".partial-"),
+            "{name} left in {}",
+            out.display()
+        );
     }
 }
 
