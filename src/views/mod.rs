@@ -7,6 +7,7 @@ pub mod memory;
 use serde::{Serialize, Serializer};
 
 use crate::arch::{Arch, Registers};
+use crate::archive::CheckpointImage;
 use crate::model::container::{dump_stats, Container, DumpStats};
 use crate::model::{Checkpoint, Process};
 
@@ -31,7 +32,7 @@ impl std::fmt::Display for Hex {
 pub struct Info {
     /// The input as named.
     pub checkpoint: String,
-    /// tar, tar.gz, tar.zst or directory.
+    /// tar, tar.gz, tar.zst, directory, oci-layout, oci-archive or docker-archive.
     pub format: &'static str,
     /// CRIU image format version.
     pub criu_image_version: Option<u32>,
@@ -45,12 +46,25 @@ pub struct Info {
     pub checkpoint_size: u64,
     /// Size of the memory pages files.
     pub memory_pages_size: u64,
-    /// Size of rootfs-diff.tar, if any.
+    /// Size of rootfs-diff.tar, if any (decompressed, when it was stored compressed).
     pub rootfs_diff_size: Option<u64>,
+    /// How rootfs-diff.tar was stored, when it was compressed (containerd).
+    pub rootfs_diff_stored: Option<Stored>,
     /// CRIU dump statistics.
     pub dump_stats: Option<DumpStats>,
     /// Container metadata, if the archive has any.
     pub container: Option<Container>,
+    /// The checkpoint image the checkpoint came in, if it came as one.
+    pub image: Option<CheckpointImage>,
+}
+
+/// How a member was stored, when ck2core read it decompressed.
+#[derive(Debug, Clone, Serialize)]
+pub struct Stored {
+    /// `gzip` or `zstd`.
+    pub compression: &'static str,
+    /// Stored (compressed) size in bytes.
+    pub size: u64,
 }
 
 /// Builds [`Info`].
@@ -84,8 +98,13 @@ pub fn info(ck: &Checkpoint) -> Info {
         checkpoint_size,
         memory_pages_size,
         rootfs_diff_size: archive.member("rootfs-diff.tar").map(|m| m.size),
+        rootfs_diff_stored: archive
+            .member("rootfs-diff.tar")
+            .and_then(|m| m.stored)
+            .map(|(compression, size)| Stored { compression, size }),
         dump_stats: dump_stats(archive, prefix),
         container: Container::read(archive),
+        image: archive.image().cloned(),
     }
 }
 
