@@ -244,4 +244,31 @@ fn synthetic_aarch64_minidump() {
         serde_json::from_str(&stackwalk(&["--json", file.to_str().unwrap()])).unwrap();
     assert_eq!(json["system_info"]["cpu_arch"], "arm64");
     assert_eq!(json["thread_count"], 2);
+    // lldb reads the same context, and the stack memory (the saved page above sp).
+    let got = lldb(
+        &file,
+        &[
+            "register read x0 sp pc cpsr fpsr fpcr",
+            &format!("memory read -s1 -c12 -f c {:#x}", f.text_at()),
+        ],
+    );
+    for (name, want) in [
+        ("x0", 0x5a000u64),
+        ("sp", BASE + PAGE16K - 0x100),
+        ("pc", 0x40_005a),
+        ("cpsr", 0x6000_0000),
+        ("fpsr", 0x10),
+        ("fpcr", 0x0300_0000),
+    ] {
+        let line = format!(
+            "{name} = {want:#0w$x}",
+            w = if name.starts_with("fp") || name == "cpsr" {
+                10
+            } else {
+                18
+            }
+        );
+        assert!(got.contains(&line), "{line} not in:\n{got}");
+    }
+    assert!(got.contains("AARCH64-PAGE"), "{got}");
 }

@@ -405,8 +405,12 @@ fn symbols(dir: &Path) -> PathBuf {
     syms
 }
 
-/// gdb's `bt` function names per thread on the core of the same checkpoint,
-/// without inlined frames (gdb prints those without a pc).
+/// gdb's `bt` function names per thread on the core of the same checkpoint, one
+/// per real (not inlined) frame. gdb prints the pc on the innermost frame of a
+/// group sharing one pc (a function and the calls inlined into it), and no pc on
+/// the group's outer frames; the last frame of a group is the function the code
+/// belongs to, the others are inlined into it. Frame #0 may lack the pc too (at
+/// the start of a line) and still starts a group.
 fn gdb_functions(dir: &Path) -> BTreeMap<u64, Vec<String>> {
     let cores = dir.join("cores");
     ck2core_ok(&[
@@ -422,35 +426,32 @@ fn gdb_functions(dir: &Path) -> BTreeMap<u64, Vec<String>> {
         Some(&rootfs().join("ckfix/bin/ckfix")),
         &["set backtrace past-main on", "thread apply all bt"],
     );
+    assert!(!out.contains("warning:"), "gdb warned:\n{out}");
     let mut all: BTreeMap<u64, Vec<String>> = BTreeMap::new();
     let mut cur = None;
     for line in out.lines() {
-        if let Some(i) = line.find("(LWP ") {
-            if line.starts_with("Thread ") {
+        if line.starts_with("Thread ") {
+            if let Some(i) = line.find("(LWP ") {
                 cur = line[i + 5..].split(')').next().unwrap().parse().ok();
-                continue;
             }
+            continue;
         }
         let (Some(tid), Some(rest)) = (cur, line.strip_prefix('#')) else {
             continue;
         };
-        let rest = rest.split_once(' ').unwrap().1.trim_start();
-        // A frame with a pc is a real one; the first frame has none when it sits
-        // at the start of a line, and is real too.
-        let real = rest.starts_with("0x")
-            || rest.starts_with(char::is_alphabetic)
-                && all.get(&tid).is_none_or(|f| f.is_empty())
-                && !line.starts_with("#1");
-        let func = rest.split(" in ").last().unwrap();
-        let func = if rest.starts_with("0x") {
-            rest.split_once(" in ").unwrap().1
-        } else {
-            func
+        let (n, rest) = rest.split_once(' ').unwrap();
+        let rest = rest.trim_start();
+        let (with_pc, what) = match rest.strip_prefix("0x") {
+            Some(r) => (true, r.split_once(" in ").unwrap().1),
+            None => (false, rest),
         };
-        let name = func.split([' ', '(']).next().unwrap().to_string();
-        let f = all.entry(tid).or_default();
-        if real {
-            f.push(name);
+        let name = what.split([' ', '(']).next().unwrap().to_string();
+        let frames = all.entry(tid).or_default();
+        if with_pc || n == "0" {
+            frames.push(name);
+        } else {
+            // An outer frame of the group: the real function so far.
+            *frames.last_mut().unwrap() = name;
         }
     }
     all
