@@ -30,6 +30,8 @@ use crate::model::memory::{AddressSpace, Extent, Origin, Source, Vma, VmaKind};
 use crate::model::Process;
 use crate::output::AtomicFile;
 use context::bytes;
+use scroll::ctx::SizeWith;
+use scroll::LE;
 
 /// Bytes below the stack pointer that go with each thread's stack: the x86_64
 /// System V red zone, which leaf functions use without moving the pointer.
@@ -149,17 +151,8 @@ impl Plan {
         if p.threads.is_empty() {
             return Err(Error::Usage(format!("process {} has no threads", p.pid())));
         }
-        let header_size = bytes(&MINIDUMP_HEADER {
-            signature: 0,
-            version: 0,
-            stream_count: 0,
-            stream_directory_rva: 0,
-            checksum: 0,
-            time_date_stamp: 0,
-            flags: 0,
-        })?
-        .len();
-        let dir_size = MAX_STREAMS * bytes(&MINIDUMP_DIRECTORY::default())?.len();
+        let header_size = MINIDUMP_HEADER::size_with(&LE);
+        let dir_size = MAX_STREAMS * MINIDUMP_DIRECTORY::size_with(&LE);
         let mut b = Builder {
             buf: vec![0; header_size + dir_size],
             dir: Vec::new(),
@@ -170,15 +163,7 @@ impl Plan {
         b.stream(
             Stream::MiscInfoStream,
             &bytes(&MINIDUMP_MISC_INFO {
-                size_of_info: bytes(&MINIDUMP_MISC_INFO {
-                    size_of_info: 0,
-                    flags1: 0,
-                    process_id: 0,
-                    process_create_time: 0,
-                    process_user_time: 0,
-                    process_kernel_time: 0,
-                })?
-                .len() as u32,
+                size_of_info: MINIDUMP_MISC_INFO::size_with(&LE) as u32,
                 flags1: md::MiscInfoFlags::MINIDUMP_MISC1_PROCESS_ID.bits(),
                 process_id: p.pid(),
                 process_create_time: 0,
@@ -435,22 +420,11 @@ fn saved_memory(mem: &AddressSpace) -> Vec<Extent> {
 /// MINIDUMP_MEMORY_INFO for every mapping.
 fn memory_info(mem: &AddressSpace) -> Result<Vec<u8>> {
     use md::{MemoryProtection as P, MemoryState, MemoryType};
-    let entry_size = bytes(&MINIDUMP_MEMORY_INFO {
-        base_address: 0,
-        allocation_base: 0,
-        allocation_protection: 0,
-        __alignment1: 0,
-        region_size: 0,
-        state: 0,
-        protection: 0,
-        _type: 0,
-        __alignment2: 0,
-    })?
-    .len();
-    let mut out = Vec::new();
-    out.extend_from_slice(&16u32.to_le_bytes());
-    out.extend_from_slice(&(entry_size as u32).to_le_bytes());
-    out.extend_from_slice(&(mem.vmas.len() as u64).to_le_bytes());
+    let mut out = bytes(&md::MINIDUMP_MEMORY_INFO_LIST {
+        size_of_header: md::MINIDUMP_MEMORY_INFO_LIST::size_with(&LE) as u32,
+        size_of_entry: MINIDUMP_MEMORY_INFO::size_with(&LE) as u32,
+        number_of_entries: mem.vmas.len() as u64,
+    })?;
     for v in &mem.vmas {
         let (r, w, x) = (v.prot & 1 != 0, v.prot & 2 != 0, v.prot & 4 != 0);
         let protection = match (r || w, w, x) {
