@@ -290,3 +290,236 @@ fn containerd_archive_converts_like_podmans() {
     assert!(ok);
     assert!(found.ends_with("3 matches\n"), "{found}");
 }
+
+/// The members of a tar archive file, in order: (name, bytes); directories and
+/// links left out.
+fn members_of(path: &Path) -> Vec<(String, Vec<u8>)> {
+    use std::io::Read;
+    let f = std::fs::File::open(path).unwrap();
+    let r: Box<dyn Read> = if path.extension().is_some_and(|e| e == "zst") {
+        Box::new(zstd::Decoder::new(f).unwrap())
+    } else {
+        Box::new(f)
+    };
+    let mut a = tar::Archive::new(r);
+    let mut out = Vec::new();
+    for e in a.entries().unwrap() {
+        let mut e = e.unwrap();
+        if e.header().entry_type() != tar::EntryType::Regular {
+            continue;
+        }
+        let name = e.path().unwrap().to_string_lossy().into_owned();
+        let mut b = Vec::new();
+        e.read_to_end(&mut b).unwrap();
+        out.push((name, b));
+    }
+    out
+}
+
+fn tar_of(path: &Path, files: &[(String, Vec<u8>)]) {
+    let mut b = tar::Builder::new(std::fs::File::create(path).unwrap());
+    for (name, data) in files {
+        let mut h = tar::Header::new_ustar();
+        h.set_size(data.len() as u64);
+        h.set_mode(0o600);
+        h.set_cksum();
+        b.append_data(&mut h, name, &data[..]).unwrap();
+    }
+    b.finish().unwrap();
+}
+
+fn tar_bytes(files: &[(String, Vec<u8>)]) -> Vec<u8> {
+    let mut b = tar::Builder::new(Vec::new());
+    for (name, data) in files {
+        let mut h = tar::Header::new_ustar();
+        h.set_size(data.len() as u64);
+        h.set_mode(0o644);
+        h.set_cksum();
+        b.append_data(&mut h, name, &data[..]).unwrap();
+    }
+    b.into_inner().unwrap()
+}
+
+#[test]
+fn containerd_diff_in_any_compression_with_whiteouts() {
+    // containerd restores rootfs-diff.tar with compression.DecompressStream, which
+    // takes any compression: a zstd layer whose whiteout deletes /bin/busybox and
+    // whose opaque directory hides the image's /app.
+    let root = image_root("ctrdwh");
+    let diff = tar_bytes(&[
+        ("tmp/s".into(), b"CK2CORE-CTR-SECRET-77aa\n".to_vec()),
+        ("bin/.wh.busybox".into(), Vec::new()),
+        ("app/.wh..wh..opq".into(), Vec::new()),
+    ]);
+    let members: Vec<(String, Vec<u8>)> = members_of(&ckbox("ckbox.containerd.tar"))
+        .into_iter()
+        .map(|(n, b)| {
+            if n == "rootfs-diff.tar" {
+                (n, zstd::encode_all(&diff[..], 3).unwrap())
+            } else {
+                (n, b)
+            }
+        })
+        .collect();
+    let path = scratch("engines-ctrdwh-archive").join("ctrd.tar");
+    tar_of(&path, &members);
+    let p = path.to_str().unwrap();
+    let (info, err, ok) = run(&["info", p]);
+    assert!(ok, "{err}");
+    for line in [
+        "(zstd, ",
+        "/tmp/s (file, 24 B)",
+        "/bin/busybox (deleted)",
+        "/app/* (opaque: the image's files there) (deleted)",
+    ] {
+        assert!(info.contains(line), "info lacks {line:?}:\n{info}");
+    }
+    assert!(!info.contains(".wh."), "{info}");
+    // The deleted busybox is not taken from the image's root: its clean pages are
+    // absent, where the unchanged archive fills them from the root.
+    let pages_from_root = |input: &str| -> u64 {
+        let (j, e, ok) = run(&[
+            "maps",
+            input,
+            "--pid",
+            "1",
+            "--json",
+            "--rootfs",
+            root.to_str().unwrap(),
+        ]);
+        assert!(ok, "{e}");
+        fn sum(v: &serde_json::Value) -> u64 {
+            match v {
+                serde_json::Value::Object(m) => m
+                    .iter()
+                    .map(|(k, x)| match (k.as_str(), x.as_u64()) {
+                        ("rootfs", Some(n)) => n,
+                        _ => sum(x),
+                    })
+                    .sum(),
+                serde_json::Value::Array(a) => a.iter().map(sum).sum(),
+                _ => 0,
+            }
+        }
+        sum(&serde_json::from_str(&j).unwrap())
+    };
+    assert_eq!(pages_from_root(p), 0);
+    assert!(pages_from_root(ckbox("ckbox.containerd.tar").to_str().unwrap()) > 400);
+}
+
+/// A CRI-O archive made here from CRI-O's layout (`internal/lib/checkpoint.go`:
+/// `prepareCheckpointExport` writes config.dump, spec.dump and bind.mounts;
+/// `exportCheckpoint` adds stats-dump, dump.log, checkpoint/, rootfs-diff.tar and
+/// deleted.files from containers/common `crutils.CRCreateRootFsDiffTar`, and the
+/// container log under the name of the `io.kubernetes.cri-o.LogPath` annotation,
+/// in an uncompressed tar). The CRIU images are ckbox's.
+fn crio_archive(path: &Path) {
+    let podman = members_of(&ckbox("ckbox.tar.zst"));
+    let pick = |n: &str| podman.iter().find(|(m, _)| m == n).unwrap().1.clone();
+    let mut spec: serde_json::Value = serde_json::from_slice(&pick("spec.dump")).unwrap();
+    let log_path = "/var/log/pods/default_ckbox_0d3b/ckbox/0.log";
+    spec["annotations"] = serde_json::json!({
+        "io.container.manager": "cri-o",
+        "io.kubernetes.cri-o.Metadata": "{\"name\":\"ckbox\",\"attempt\":0}",
+        "io.kubernetes.cri-o.Created": "2026-11-29T18:54:47.435424435Z",
+        "io.kubernetes.cri-o.IP.0": "10.85.0.7",
+        "io.kubernetes.cri-o.LogPath": log_path,
+        "io.kubernetes.pod.name": "ckbox-pod",
+        "io.kubernetes.pod.namespace": "forensics",
+        "io.kubernetes.container.name": "ckbox",
+    });
+    let config = serde_json::json!({
+        "id": "c8ee184e427f7e3185b5f34006998e85823a66cd99e5bad2a01229da362d3284",
+        "name": "k8s_ckbox_ckbox-pod_forensics_0d3b_0",
+        "rootfsImage": "localhost/ckbox:1",
+        "rootfsImageRef": "6fae9915881633469898d89f295b69d45aa8870cb77b0aa4060180f1385afa30",
+        "rootfsImageName": "localhost/ckbox:1",
+        "runtime": "runc",
+        "createdTime": "2026-11-29T18:54:47.435424435Z",
+        "checkpointedTime": "2026-11-29T18:54:50.84364999Z",
+        "restoredTime": "0001-01-01T00:00:00Z",
+        "restored": false
+    });
+    // ExternalBindMount, written with json.MarshalIndent (checkpointctl WriteJSONFile).
+    let binds = serde_json::json!([
+        {"source": "/var/lib/kubelet/pods/0d3b/etc-hosts", "destination": "/etc/hosts",
+         "file_type": "file", "permissions": 0o644},
+        {"source": "/var/lib/kubelet/pods/0d3b/volumes/data", "destination": "/data",
+         "file_type": "directory", "permissions": 0o755}
+    ]);
+    let mut log = String::new();
+    for i in 0..15 {
+        log.push_str(&format!(
+            "2026-11-29T18:54:{:02}.000000000Z stdout F line {i}\n",
+            35 + i
+        ));
+    }
+    let mut files: Vec<(String, Vec<u8>)> = podman
+        .iter()
+        .filter(|(n, _)| {
+            n.starts_with("checkpoint/") || n == "stats-dump" || n == "rootfs-diff.tar"
+        })
+        .cloned()
+        .collect();
+    files.extend([
+        (
+            "config.dump".into(),
+            serde_json::to_vec_pretty(&config).unwrap(),
+        ),
+        (
+            "spec.dump".into(),
+            serde_json::to_vec_pretty(&spec).unwrap(),
+        ),
+        (
+            "bind.mounts".into(),
+            serde_json::to_vec_pretty(&binds).unwrap(),
+        ),
+        (
+            "deleted.files".into(),
+            b"[\n  \"/app/data.txt\"\n]".to_vec(),
+        ),
+        ("dump.log".into(), b"(00.000000) Version: 4.2\n".to_vec()),
+        ("io.kubernetes.cri-o.LogPath".into(), log.into_bytes()),
+    ]);
+    tar_of(path, &files);
+}
+
+#[test]
+fn crio_archive_shows_its_mounts_deletions_and_log() {
+    let root = image_root("crio");
+    let path = scratch("engines-crio-archive").join("checkpoint-ckbox-pod_forensics-ckbox.tar");
+    crio_archive(&path);
+    let want = convert(&ckbox("ckbox.tar.zst"), "engines-crio-ref", &root);
+    let got = convert(&path, "engines-crio", &root);
+    assert_same_state(&want, &got, "CRI-O archive");
+    let (info, err, ok) = run(&["info", path.to_str().unwrap()]);
+    assert!(ok, "{err}");
+    for line in [
+        "ckbox\n",
+        "Engine: CRI-O",
+        "Pod: ckbox-pod",
+        "Namespace: forensics",
+        "Log path: /var/log/pods/default_ckbox_0d3b/ckbox/0.log",
+        "IP: 10.85.0.7",
+        "/app/data.txt (deleted)",
+        "/tmp/s (file, 24 B)",
+        "Bind mounts",
+        "/etc/hosts  <-  /var/lib/kubelet/pods/0d3b/etc-hosts  (file)",
+        "/data  <-  /var/lib/kubelet/pods/0d3b/volumes/data  (directory)",
+        "Container log: io.kubernetes.cri-o.LogPath (",
+        "2026-11-29T18:54:49.000000000Z stdout F line 14",
+        "2026-11-29T18:54:40.000000000Z stdout F line 5",
+    ] {
+        assert!(info.contains(line), "info lacks {line:?}:\n{info}");
+    }
+    assert!(
+        !info.contains("line 4\n"),
+        "only the last 10 lines:\n{info}"
+    );
+    let (json, _, _) = run(&["info", path.to_str().unwrap(), "--json"]);
+    let v: serde_json::Value = serde_json::from_str(&json).unwrap();
+    let c = &v["container"];
+    assert_eq!(c["bind_mounts"][1]["file_type"], "directory");
+    assert_eq!(c["log"]["tail"].as_array().unwrap().len(), 10);
+    assert_eq!(c["deleted_files"][0], "/app/data.txt");
+}

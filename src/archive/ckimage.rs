@@ -13,7 +13,7 @@ use std::collections::BTreeMap;
 
 use serde::Serialize;
 
-use super::oci::{Compression, Image, ImageFile};
+use super::oci::{whiteout, Compression, Image, ImageFile, Whiteout};
 use super::{tarball, Archive, Format, Limits, Member};
 use crate::error::{Error, Result};
 
@@ -24,7 +24,7 @@ pub const CHECKPOINT_ANNOTATIONS: [&str; 2] = [
 ];
 
 /// The image a checkpoint was read from (`ck2core info`).
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, schemars::JsonSchema)]
 pub struct CheckpointImage {
     /// `oci-layout`, `oci-archive` or `docker-archive`.
     pub format: &'static str,
@@ -44,7 +44,7 @@ pub struct CheckpointImage {
 }
 
 /// One layer of a [`CheckpointImage`].
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, schemars::JsonSchema)]
 pub struct ImageLayer {
     /// Digest, or path in a Docker archive.
     pub name: String,
@@ -165,23 +165,21 @@ pub(super) fn open(file: ImageFile, limits: &Limits) -> Result<Archive> {
     })
 }
 
-/// Puts `upper` over `lower` as OCI layers stack: `.wh.NAME` hides NAME (and what is
-/// under it), `.wh..wh..opq` hides everything the lower layers had in its directory.
+/// Puts `upper` over `lower` as OCI layers stack: whiteouts hide what the lower
+/// layers had, then the upper layer's own members win.
 fn stack(lower: &mut BTreeMap<String, Member>, upper: BTreeMap<String, Member>) {
     for name in upper.keys() {
-        let (dir, base) = match name.rsplit_once('/') {
-            Some((d, b)) => (format!("{d}/"), b),
-            None => (String::new(), name.as_str()),
-        };
-        let Some(hidden) = base.strip_prefix(".wh.") else {
-            continue;
-        };
-        if hidden == ".wh..opq" {
-            lower.retain(|k, _| !k.starts_with(&dir));
-        } else if !hidden.is_empty() {
-            let target = format!("{dir}{hidden}");
-            let under = format!("{target}/");
-            lower.retain(|k, _| *k != target && !k.starts_with(&under));
+        match whiteout(name) {
+            Some(Whiteout::Opaque(dir)) if dir.is_empty() => lower.clear(),
+            Some(Whiteout::Opaque(dir)) => {
+                let under = format!("{dir}/");
+                lower.retain(|k, _| !k.starts_with(&under));
+            }
+            Some(Whiteout::Entry(target)) => {
+                let under = format!("{target}/");
+                lower.retain(|k, _| *k != target && !k.starts_with(&under));
+            }
+            None => {}
         }
     }
     for (name, m) in upper {

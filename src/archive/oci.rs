@@ -81,7 +81,9 @@ pub struct ImageFile {
 }
 
 /// A platform as an image index or config names it.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize, serde::Serialize)]
+#[derive(
+    Debug, Clone, Default, PartialEq, Eq, Deserialize, serde::Serialize, schemars::JsonSchema,
+)]
 pub struct Platform {
     /// Operating system (`linux`).
     #[serde(default)]
@@ -770,6 +772,31 @@ impl ImageFile {
             }
         }
     }
+}
+
+/// What an OCI whiteout entry of a layer hides in the layers below it
+/// (`image-spec/layer.md`, "Whiteouts").
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Whiteout {
+    /// `DIR/.wh.NAME`: `DIR/NAME` and everything under it (the path given).
+    Entry(String),
+    /// `DIR/.wh..wh..opq`: everything the lower layers have under `DIR` (the
+    /// directory given, `""` for the root); `DIR` itself stays.
+    Opaque(String),
+}
+
+/// Whether the normalised layer path `path` is a whiteout, and what it hides. A
+/// whiteout that names nothing (`.wh.` alone) hides nothing.
+pub fn whiteout(path: &str) -> Option<Whiteout> {
+    let (dir, base) = match path.rsplit_once('/') {
+        Some((d, b)) => (format!("{d}/"), b),
+        None => (String::new(), path),
+    };
+    let hidden = base.strip_prefix(".wh.")?;
+    if hidden == ".wh..opq" {
+        return Some(Whiteout::Opaque(dir.trim_end_matches('/').to_string()));
+    }
+    (!hidden.is_empty()).then(|| Whiteout::Entry(format!("{dir}{hidden}")))
 }
 
 /// The architecture in OCI (Go) terms, from either OCI or ck2core/uname names.

@@ -22,6 +22,7 @@ mod minidump;
 mod ps;
 mod read;
 mod report;
+mod schema;
 mod search;
 mod threads;
 mod tree;
@@ -73,6 +74,8 @@ enum Command {
     Read(read::ReadArgs),
     /// Crash triage: every thread's registers, symbolized backtrace and stack.
     Report(report::ReportArgs),
+    /// The JSON Schema of a command's --json output (docs/schema/).
+    Schema(schema::SchemaArgs),
 }
 
 /// How to open the checkpoint; shared by every command.
@@ -187,6 +190,7 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Convert(a) => return convert::run(a),
         Command::Gdb(a) => return gdb::run(a),
         Command::Minidump(a) => return minidump::run(a),
+        Command::Schema(a) => return schema::run(a),
         Command::Info(a) => info::run(a)?,
         Command::Ps(a) => ps::run(a)?,
         Command::Threads(a) => threads::run(a)?,

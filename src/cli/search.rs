@@ -32,8 +32,8 @@ pub struct SearchArgs {
     json: bool,
 }
 
-#[derive(Serialize)]
-struct Out {
+#[derive(Serialize, schemars::JsonSchema)]
+pub(super) struct Out {
     matches: Vec<Match>,
     truncated: bool,
 }

@@ -8,11 +8,12 @@ use std::collections::BTreeMap;
 use serde::Serialize;
 use serde_json::Value;
 
+use crate::archive::oci::{whiteout, Whiteout};
 use crate::archive::Archive;
 use crate::images::{magic, pb, Image, MAX_IMAGE};
 
 /// The container a checkpoint came from.
-#[derive(Debug, Clone, Default, Serialize)]
+#[derive(Debug, Clone, Default, Serialize, schemars::JsonSchema)]
 pub struct Container {
     /// "Podman", "CRI-O" or "containerd".
     pub engine: Option<String>,
@@ -68,7 +69,7 @@ pub struct Container {
 }
 
 /// A bind mount from the host into the container.
-#[derive(Debug, Clone, Default, Serialize)]
+#[derive(Debug, Clone, Default, Serialize, schemars::JsonSchema)]
 pub struct BindMount {
     /// Mount point in the container.
     pub destination: String,
@@ -81,7 +82,7 @@ pub struct BindMount {
 }
 
 /// The container's log as the archive carries it.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, schemars::JsonSchema)]
 pub struct ContainerLog {
     /// Archive member (`ctr.log`, `container.log`, `io.kubernetes.cri-o.LogPath`).
     pub member: String,
@@ -95,7 +96,7 @@ pub struct ContainerLog {
 pub const LOG_TAIL_LINES: usize = 10;
 
 /// One network interface.
-#[derive(Debug, Clone, Default, Serialize)]
+#[derive(Debug, Clone, Default, Serialize, schemars::JsonSchema)]
 pub struct Network {
     /// Network name (Podman), if known.
     pub network: Option<String>,
@@ -110,7 +111,7 @@ pub struct Network {
 }
 
 /// One mount of the OCI spec.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, schemars::JsonSchema)]
 pub struct Mount {
     /// Mount point in the container.
     pub destination: String,
@@ -122,7 +123,7 @@ pub struct Mount {
 }
 
 /// One entry of rootfs-diff.tar.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, schemars::JsonSchema)]
 pub struct DiffEntry {
     /// Path in the container (with a leading `/`).
     pub path: String,
@@ -133,7 +134,7 @@ pub struct DiffEntry {
 }
 
 /// CRIU's dump statistics (stats-dump).
-#[derive(Debug, Clone, Copy, Default, Serialize)]
+#[derive(Debug, Clone, Copy, Default, Serialize, schemars::JsonSchema)]
 pub struct DumpStats {
     /// Microseconds spent freezing the tasks.
     pub freezing_time: u32,
@@ -273,13 +274,15 @@ impl Container {
         }
         c.log = container_log(archive);
         c.annotations = annotations;
-        c.rootfs_diff = rootfs_diff(archive);
+        let (diff, whiteouts) = rootfs_diff(archive);
+        c.rootfs_diff = diff;
         if let Some(Value::Array(list)) = json(archive, "deleted.files") {
             c.deleted_files = list
                 .iter()
                 .filter_map(|v| v.as_str().map(str::to_string))
                 .collect();
         }
+        c.deleted_files.extend(whiteouts);
         Some(c)
     }
 }
@@ -412,22 +415,29 @@ fn podman_networks(status: Option<&Value>) -> Vec<Network> {
     out
 }
 
-fn rootfs_diff(archive: &Archive) -> Vec<DiffEntry> {
+/// The entries of rootfs-diff.tar, and the paths its whiteouts delete (containerd's
+/// diff is an OCI layer: deletions are `.wh.` entries, not deleted.files).
+fn rootfs_diff(archive: &Archive) -> (Vec<DiffEntry>, Vec<String>) {
     let Some(blob) = archive
         .member("rootfs-diff.tar")
         .and_then(|m| m.open().ok())
     else {
-        return Vec::new();
+        return (Vec::new(), Vec::new());
     };
     let mut out = Vec::new();
-    crate::rootfs::walk_tar(&blob, &mut |e| {
-        out.push(DiffEntry {
+    let mut deleted = Vec::new();
+    crate::rootfs::walk_tar(&blob, &mut |e| match whiteout(e.path) {
+        Some(Whiteout::Entry(p)) => deleted.push(format!("/{p}")),
+        Some(Whiteout::Opaque(d)) => {
+            deleted.push(format!("/{d}/* (opaque: the image's files there)"))
+        }
+        None => out.push(DiffEntry {
             path: format!("/{}", e.path),
             kind: e.kind.to_string(),
             size: e.size,
-        });
+        }),
     });
-    out
+    (out, deleted)
 }
 
 /// Reads CRIU's stats-dump, wherever the archive has it.

@@ -21,6 +21,20 @@ impl Serialize for Hex {
     }
 }
 
+impl schemars::JsonSchema for Hex {
+    fn schema_name() -> std::borrow::Cow<'static, str> {
+        "Hex".into()
+    }
+
+    fn json_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
+        schemars::json_schema!({
+            "description": "A machine word: `0x` and lower-case hex digits.",
+            "type": "string",
+            "pattern": "^0x[0-9a-f]+$"
+        })
+    }
+}
+
 impl std::fmt::Display for Hex {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         write!(f, "{:#x}", self.0)
@@ -28,7 +42,7 @@ impl std::fmt::Display for Hex {
 }
 
 /// Container and checkpoint summary (`ck2core info`).
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, schemars::JsonSchema)]
 pub struct Info {
     /// The input as named.
     pub checkpoint: String,
@@ -59,7 +73,7 @@ pub struct Info {
 }
 
 /// How a member was stored, when ck2core read it decompressed.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, schemars::JsonSchema)]
 pub struct Stored {
     /// `gzip` or `zstd`.
     pub compression: &'static str,
@@ -109,7 +123,7 @@ pub fn info(ck: &Checkpoint) -> Info {
 }
 
 /// One process (`ck2core ps`).
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, schemars::JsonSchema)]
 pub struct ProcessRow {
     /// Pid.
     pub pid: u32,
@@ -171,7 +185,7 @@ pub fn processes(ck: &Checkpoint) -> Vec<ProcessRow> {
 }
 
 /// The system call a thread was blocked in.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, schemars::JsonSchema)]
 pub struct Syscall {
     /// Number.
     pub number: u64,
@@ -214,8 +228,27 @@ impl Serialize for RegisterGroups {
     }
 }
 
+impl schemars::JsonSchema for RegisterGroups {
+    fn schema_name() -> std::borrow::Cow<'static, str> {
+        "RegisterGroups".into()
+    }
+
+    fn json_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
+        // Group and register names depend on the architecture (docs/json.md); the
+        // values are always hex words.
+        schemars::json_schema!({
+            "description": "Register groups (general, float, vector, ...), each register name -> `0x` hex value.",
+            "type": "object",
+            "additionalProperties": {
+                "type": "object",
+                "additionalProperties": {"type": "string", "pattern": "^0x[0-9a-f]+$"}
+            }
+        })
+    }
+}
+
 /// One thread (`ck2core threads`).
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, schemars::JsonSchema)]
 pub struct ThreadRow {
     /// Process id.
     pub pid: u32,
@@ -292,7 +325,7 @@ pub const CORE_METADATA_VERSION: u32 = 1;
 
 /// What ck2core stores in each core about its process and container, for the gdb
 /// helper: CRIU knows it, an ELF core has no place for it.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, schemars::JsonSchema)]
 pub struct CoreMetadata {
     /// Format version.
     pub version: u32,
@@ -318,7 +351,7 @@ pub struct CoreMetadata {
 }
 
 /// Credentials: ids and capability sets.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, schemars::JsonSchema)]
 pub struct CredsView {
     /// uid, euid, suid, fsuid.
     pub uid: [u32; 4],
@@ -329,7 +362,7 @@ pub struct CredsView {
 }
 
 /// The capability sets of a thread, each as capability names.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, schemars::JsonSchema)]
 pub struct CapsView {
     /// Effective.
     pub effective: Vec<String>,
@@ -398,7 +431,7 @@ pub fn capability_names(mask: u64) -> Vec<String> {
 }
 
 /// One cgroup of a process.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, schemars::JsonSchema)]
 pub struct CgroupView {
     /// Controllers (comma-separated, empty for the cgroup v2 hierarchy).
     pub controllers: String,
