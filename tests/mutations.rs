@@ -58,7 +58,10 @@ fn exercise(dir: &Path, out: &Path) {
         ) {
             let _ = plan.write(out, t.pid, true, &mut |_| {});
         }
-        let full = ck2core::minidump::MinidumpOptions { full_memory: true };
+        let full = ck2core::minidump::MinidumpOptions {
+            full_memory: true,
+            ..Default::default()
+        };
         if let Ok(plan) = ck2core::minidump::Plan::new(&p, &full) {
             let _ = plan.write(out, t.pid, true);
         }

@@ -7,6 +7,7 @@ use clap::Args;
 
 use super::{human, Source, EXIT_FAILURE, EXIT_PARTIAL};
 use ck2core::minidump::{MinidumpOptions, Plan};
+use ck2core::model::dump::DumpPolicy;
 use ck2core::model::TaskState;
 
 /// Sentry's limit for one minidump upload; larger files are refused there and
@@ -26,6 +27,14 @@ pub struct MinidumpArgs {
     /// Every saved page too (Memory64List), for debuggers; not only the stacks.
     #[arg(long)]
     pub full_memory: bool,
+    /// Include mappings the process marked MADV_DONTDUMP (left out by default, as
+    /// from the cores), for forensics.
+    #[arg(long)]
+    pub include_dontdump: bool,
+    /// With --full-memory, the pages of mapped files verified in --rootfs too, so
+    /// that debuggers need no copy of the binaries.
+    #[arg(long, requires = "full_memory")]
+    pub self_contained: bool,
     /// Overwrite existing minidumps.
     #[arg(long)]
     pub force: bool,
@@ -45,6 +54,11 @@ pub fn run(a: MinidumpArgs) -> anyhow::Result<ExitCode> {
     })?;
     let opts = MinidumpOptions {
         full_memory: a.full_memory,
+        policy: DumpPolicy {
+            include_dontdump: a.include_dontdump,
+            file_pages: a.self_contained,
+            host_paths: false,
+        },
     };
     let (mut done, mut failed) = (0, 0);
     for pid in pids {

@@ -26,7 +26,8 @@ use minidump_common::format::{
 
 use crate::arch::Registers;
 use crate::error::{Error, Result};
-use crate::model::memory::{AddressSpace, Extent, Origin, Source, Vma, VmaKind};
+use crate::model::dump::DumpPolicy;
+use crate::model::memory::{AddressSpace, Extent, Source, Vma, VmaKind};
 use crate::model::Process;
 use crate::output::AtomicFile;
 use context::bytes;
@@ -48,6 +49,8 @@ pub const CODE_AROUND_PC: u64 = 256;
 pub struct MinidumpOptions {
     /// Every saved page (Memory64List), not only the threads' stacks.
     pub full_memory: bool,
+    /// Which memory goes out at all: the ELF core writer's choice, shared.
+    pub policy: DumpPolicy,
 }
 
 /// What writing a minidump did.
@@ -181,7 +184,7 @@ impl Plan {
         for t in &p.threads {
             let ctx = b.put(&context::encode(&t.regs)?)?;
             leader_context.get_or_insert(ctx);
-            let stack = match around(mem, t.regs.sp(), RED_ZONE, STACK_ABOVE_SP) {
+            let stack = match around(mem, &opts.policy, t.regs.sp(), RED_ZONE, STACK_ABOVE_SP) {
                 Some(range) => {
                     let d = memory(&mut b, mem, range)?;
                     memory_bytes += range.1;
@@ -210,7 +213,14 @@ impl Plan {
         }
         let pc = p.threads[0].regs.pc();
         let half = CODE_AROUND_PC / 2;
-        if let Some(range) = around(mem, pc, half, half) {
+        // Code is file pages, which the policy leaves to the debugger's binaries;
+        // these few bytes go out whenever the process did not mark them
+        // DONTDUMP, as Breakpad keeps them around a crash address.
+        let code = DumpPolicy {
+            file_pages: true,
+            ..opts.policy
+        };
+        if let Some(range) = around(mem, &code, pc, half, half) {
             ranges.extend(bytes(&memory(&mut b, mem, range)?)?);
             memory_bytes += range.1;
         }
@@ -256,7 +266,7 @@ impl Plan {
         }
 
         let full = if opts.full_memory {
-            saved_memory(mem)
+            saved_memory(mem, &opts.policy)
         } else {
             Vec::new()
         };
@@ -350,13 +360,25 @@ fn thread_pointer(r: &Registers) -> u64 {
 }
 
 /// Memory around `addr`: from `below` bytes below it to `above` bytes above,
-/// cut to the mapping holding `addr` and to the bytes the checkpoint has around
-/// it (known zeros, such as untouched stack pages, count; bytes no source has end
-/// the range). None if `addr` itself is not available.
-fn around(mem: &AddressSpace, addr: u64, below: u64, above: u64) -> Option<(u64, u64)> {
+/// cut to the mapping holding `addr`, to the part of it the policy lets out, and
+/// to the bytes the checkpoint has around it (known zeros, such as untouched stack
+/// pages, count; bytes no source has end the range). None if `addr` itself is not
+/// available.
+fn around(
+    mem: &AddressSpace,
+    policy: &DumpPolicy,
+    addr: u64,
+    below: u64,
+    above: u64,
+) -> Option<(u64, u64)> {
     let vma = mem.vma_at(addr)?;
     let lo = addr.saturating_sub(below).max(vma.start);
-    let hi = addr.saturating_add(above).min(vma.end);
+    let hi = addr
+        .saturating_add(above)
+        .min(policy.vma(mem, vma).content_end);
+    if hi <= addr {
+        return None;
+    }
     let (mut start, mut end) = (lo, lo);
     for e in mem.extents(vma, lo, hi) {
         let e_end = e.start + e.len;
@@ -393,25 +415,21 @@ fn memory(
     })
 }
 
-/// Every saved byte of the process, in address order: the content of each
-/// mapping that the checkpoint holds (its pages files, parent images, shared
-/// memory, and the copies CRIU kept of deleted files). Pages of files the
-/// container root has are left to the debugger's symbol and binary paths; memory
-/// the process never touched is known zero and takes no room (a minidump has no
-/// holes).
-fn saved_memory(mem: &AddressSpace) -> Vec<Extent> {
+/// The memory of the process that goes out, in address order: the bytes the
+/// dump policy chooses (those an ELF core of the same process carries: what the
+/// checkpoint saved, the ELF header page of each mapped file, the vDSO; mappings
+/// marked DONTDUMP left out), as far as some source has them. Memory the process
+/// never touched is known zero and takes no room: a minidump has no holes.
+fn saved_memory(mem: &AddressSpace, policy: &DumpPolicy) -> Vec<Extent> {
     let mut out = Vec::new();
     for vma in &mem.vmas {
-        let deleted = vma.file.as_ref().is_some_and(|f| f.deleted);
-        for e in mem.extents(vma, vma.start, vma.end) {
-            match &e.source {
-                Source::Bytes {
-                    origin: Origin::Rootfs,
-                    ..
-                } if !deleted => {}
-                Source::Bytes { .. } => out.push(e),
-                Source::Zero | Source::Missing(_) => {}
-            }
+        let end = policy.vma(mem, vma).content_end;
+        if end > vma.start {
+            out.extend(
+                mem.extents(vma, vma.start, end)
+                    .into_iter()
+                    .filter(|e| matches!(e.source, Source::Bytes { .. })),
+            );
         }
     }
     out
