@@ -108,9 +108,7 @@ pub fn convert(a: &ConvertArgs) -> anyhow::Result<(Vec<Converted>, usize)> {
             a.output.display()
         )
     })?;
-    let gdbinit = std::fs::canonicalize(&a.output)
-        .unwrap_or_else(|_| a.output.clone())
-        .join("gdbinit");
+    let gdbinit = a.output.join("gdbinit");
     // The engine's metadata is the same for every process: read it once.
     let container = ck2core::model::container::Container::read(ckpt.archive());
     let mut done = Vec::new();
@@ -132,11 +130,9 @@ pub fn convert(a: &ConvertArgs) -> anyhow::Result<(Vec<Converted>, usize)> {
             );
             continue;
         }
-        let metadata = serde_json::to_vec(&ck2core::views::core_metadata(
-            &ckpt,
-            &process,
-            container.as_ref(),
-        ))?;
+        let mut metadata = ck2core::views::core_metadata(&ckpt, &process, container.as_ref());
+        metadata.dump = a.dump.policy();
+        let metadata = serde_json::to_vec(&metadata)?;
         let opts = CoreOptions {
             policy: a.dump.policy(),
             metadata: Some(metadata),

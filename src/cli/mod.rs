@@ -114,7 +114,9 @@ pub fn chatter() -> u8 {
 /// A path as a person should read it: relative to the current directory when it is
 /// under it (what the person typed, and the same on every machine), else absolute.
 pub fn shown(p: &Path) -> String {
-    let abs = std::fs::canonicalize(p).unwrap_or_else(|_| p.to_path_buf());
+    // Lexically: a path reached through a link under the current directory stays
+    // under it, as the person named it.
+    let abs = std::path::absolute(p).unwrap_or_else(|_| p.to_path_buf());
     let cwd = std::env::current_dir().and_then(std::fs::canonicalize);
     match cwd.as_ref().map(|c| abs.strip_prefix(c)) {
         Ok(Ok(rel)) if !rel.as_os_str().is_empty() => rel.display().to_string(),
@@ -157,7 +159,8 @@ enum Command {
 /// How to open the checkpoint; shared by every command.
 #[derive(Args, Clone)]
 pub struct Source {
-    /// Image directory, or checkpoint archive (tar, tar.gz, tar.zst); `-` for stdin.
+    /// Image directory, checkpoint archive (tar, tar.gz, tar.zst) or checkpoint image
+    /// (OCI layout, OCI archive, Docker archive); `-` for stdin.
     #[arg(value_name = "CHECKPOINT")]
     checkpoint: String,
     /// The container's root filesystem: file pages CRIU did not save are read from it
