@@ -716,6 +716,8 @@ pub fn dumped_contexts(dump: &str) -> BTreeMap<u64, BTreeMap<String, u64>> {
             }
         }
     }
+    out
+}
 
 /// Regular files under `dir`, relative, sorted (symbolic links are not followed).
 pub fn files_under(dir: &Path) -> Vec<String> {
