@@ -281,6 +281,7 @@ fn read_returns_the_bytes_and_marks_what_is_missing() {
         "--json",
     ]);
     assert_eq!(hex(&v["unavailable"][0]["start"]), ready(3));
+    assert_eq!(v["unavailable"][0]["reason"], "not_saved");
     let raw = ck2core(&[
         "read",
         &ckfix(),
@@ -305,6 +306,43 @@ fn read_returns_the_bytes_and_marks_what_is_missing() {
     .unwrap();
     assert!(
         text.contains("?? ?? ??") && text.contains("not in the checkpoint"),
+        "{text}"
+    );
+}
+
+#[test]
+fn read_of_unmapped_memory_is_an_error_naming_the_address() {
+    let out = ck2core(&["read", &ckfix(), "--pid", "31227", "0x0", "16"]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(
+        out.stdout.is_empty(),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+    assert!(
+        err.contains("no mapping covers 0x0..0x10") && err.contains("31227"),
+        "{err}"
+    );
+    // Across the end of the heap: its last 8 bytes, then 8 that no mapping covers.
+    let heap = json(&["maps", &ckfix(), "--pid", "31227", "--json"])["processes"][0]["maps"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|m| m["kind"] == "heap")
+        .map(|m| hex(&m["end"]))
+        .unwrap();
+    let at = format!("{:#x}", heap - 8);
+    let v = json(&["read", &ckfix(), "--pid", "31227", &at, "16", "--json"]);
+    let gaps = v["unavailable"].as_array().unwrap();
+    assert_eq!(gaps.len(), 1, "{v}");
+    assert_eq!(hex(&gaps[0]["start"]), heap);
+    assert_eq!(gaps[0]["length"], 8);
+    assert_eq!(gaps[0]["reason"], "unmapped");
+    let text = String::from_utf8(ck2core(&["read", &ckfix(), "--pid", "31227", &at, "16"]).stdout)
+        .unwrap();
+    assert!(
+        text.contains(&format!("?? {heap:#x}..{:#x}: not mapped", heap + 8)),
         "{text}"
     );
 }

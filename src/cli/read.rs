@@ -51,7 +51,7 @@ pub fn run(a: ReadArgs) -> anyhow::Result<()> {
                 );
             }
             let ranges = memory::selected_ranges(&p, &filter)?;
-            let total: u64 = ranges.iter().map(|r| r.length).sum();
+            let total: u64 = ranges.iter().map(|(s, e)| e - s).sum();
             if total > MAX_READ {
                 anyhow::bail!(
                     "the filter selects {total} bytes in {} ranges; read at most {MAX_READ} at a time (narrow it with --range)",
@@ -60,7 +60,7 @@ pub fn run(a: ReadArgs) -> anyhow::Result<()> {
             }
             ranges
                 .iter()
-                .map(|r| memory::read(&p, r.start.0, r.length, &filter))
+                .map(|(s, e)| memory::read(&p, *s, e - s, &filter))
                 .collect::<Result<_, _>>()?
         }
     };
@@ -79,12 +79,7 @@ pub fn run(a: ReadArgs) -> anyhow::Result<()> {
                 }
                 return Ok(());
             }
-            missing += r
-                .unavailable
-                .iter()
-                .chain(&r.excluded)
-                .map(|u| u.length)
-                .sum::<u64>();
+            missing += r.unavailable.iter().map(|u| u.length).sum::<u64>();
             if a.address.is_none() {
                 eprintln!(
                     "ck2core: {}..{}: {} bytes",
@@ -120,7 +115,6 @@ fn hexdump(r: &MemoryRead) {
         let addr = r.address.0 + off as u64;
         !r.unavailable
             .iter()
-            .chain(&r.excluded)
             .any(|u| addr >= u.start.0 && addr < u.start.0 + u.length)
     };
     for (i, row) in bytes.chunks(16).enumerate() {
@@ -131,17 +125,11 @@ fn hexdump(r: &MemoryRead) {
         );
     }
     for u in &r.unavailable {
-        outln!(
-            "?? {}..{}: not in the checkpoint",
-            u.start,
-            Hex(u.start.0 + u.length)
-        );
-    }
-    for u in &r.excluded {
-        outln!(
-            "?? {}..{}: left out by the memory filter",
-            u.start,
-            Hex(u.start.0 + u.length)
-        );
+        let why = match u.reason {
+            memory::Gap::Unmapped => "not mapped",
+            memory::Gap::NotSaved => "not in the checkpoint",
+            memory::Gap::Excluded => "left out by the memory filter",
+        };
+        outln!("?? {}..{}: {why}", u.start, Hex(u.start.0 + u.length));
     }
 }

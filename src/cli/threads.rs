@@ -4,6 +4,7 @@ use clap::Args;
 use serde::Serialize;
 
 use super::{print_json, Select};
+use ck2core::model::TaskState;
 use ck2core::views::{self, ThreadRow};
 
 #[derive(Args)]
@@ -18,6 +19,15 @@ pub struct ThreadsArgs {
 #[derive(Serialize)]
 struct Out {
     threads: Vec<ThreadRow>,
+    zombies: Vec<Zombie>,
+}
+
+/// A zombie has no thread CRIU kept, so no row; it is listed on its own.
+#[derive(Serialize)]
+struct Zombie {
+    pid: u32,
+    comm: String,
+    exit_code: u32,
 }
 
 pub fn run(a: ThreadsArgs) -> anyhow::Result<()> {
@@ -27,11 +37,30 @@ pub fn run(a: ThreadsArgs) -> anyhow::Result<()> {
         .flat_map(|p| views::threads(p, a.regs))
         .collect();
     if a.select.json {
-        return print_json(&Out { threads: rows });
+        let zombies = procs
+            .iter()
+            .filter(|p| p.state == TaskState::Zombie)
+            .map(|p| Zombie {
+                pid: p.pid(),
+                comm: p.comm.clone(),
+                exit_code: p.exit_code,
+            })
+            .collect();
+        return print_json(&Out {
+            threads: rows,
+            zombies,
+        });
     }
     let mut any_rewound = false;
     for p in &procs {
         outln!("process {} ({}), {}", p.pid(), p.comm, p.state.name());
+        if p.state == TaskState::Zombie {
+            outln!(
+                "  exit code {}; a zombie has no threads or registers in the checkpoint",
+                p.exit_code
+            );
+            continue;
+        }
         outln!(
             "  {:>7}  {:<16} {:<18} {:<22} SIGNALS",
             "TID",

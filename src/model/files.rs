@@ -359,7 +359,7 @@ pub fn describe(
     }
     if let Some(s) = &f.sgfd {
         return OpenFile::Signalfd {
-            signals: crate::views::signal_names(s.sigmask.unwrap_or(0)),
+            signals: super::signals::names(s.sigmask.unwrap_or(0)),
         };
     }
     if let Some(t) = &f.tfd {

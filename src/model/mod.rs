@@ -9,6 +9,7 @@ pub mod container;
 pub mod files;
 pub mod filter;
 pub mod memory;
+pub mod signals;
 
 use std::collections::HashMap;
 use std::path::PathBuf;
@@ -56,11 +57,14 @@ pub enum TaskState {
     Unknown,
 }
 
+/// CRIU's task_state of a zombie (TASK_DEAD).
+const ZOMBIE: u32 = 2;
+
 impl TaskState {
     fn from_criu(v: Option<u32>) -> TaskState {
         match v {
             Some(1) => TaskState::Alive,
-            Some(2) => TaskState::Zombie,
+            Some(ZOMBIE) => TaskState::Zombie,
             Some(3) => TaskState::Stopped,
             _ => TaskState::Unknown,
         }
@@ -168,7 +172,7 @@ pub struct Process {
     pub flags: u32,
     /// Exit code (zombies).
     pub exit_code: u32,
-    /// Threads, leader first.
+    /// Threads, leader first; none for a zombie (CRIU saves none).
     pub threads: Vec<Thread>,
     /// Saved auxiliary vector, without its terminator.
     pub auxv: Vec<(u64, u64)>,
@@ -452,6 +456,29 @@ impl Checkpoint {
             .unwrap_or_default()
     }
 
+    /// A zombie: CRIU writes its core-<pid>.img with the task part only (state,
+    /// exit code, comm; no registers, no threads) and no memory images. Its
+    /// pstree.img thread ids can't be trusted: CRIU 4.2 leaves them uninitialised.
+    fn zombie(&self, mut tree: TreeEntry, member: &str, core: &pb::CoreEntry) -> Result<Process> {
+        let arch = Arch::from_mtype(member, core.mtype)?;
+        let tc = core.tc.as_ref();
+        tree.threads = vec![tree.pid];
+        Ok(Process {
+            tree,
+            state: TaskState::Zombie,
+            comm: tc.and_then(|t| t.comm.clone()).unwrap_or_default(),
+            arch,
+            flags: tc.and_then(|t| t.flags).unwrap_or(0),
+            exit_code: tc.and_then(|t| t.exit_code).unwrap_or(0),
+            threads: Vec::new(),
+            auxv: Vec::new(),
+            layout: MmLayout::default(),
+            exe: None,
+            memory: None,
+            cgroups: Vec::new(),
+        })
+    }
+
     /// Loads process `pid` completely.
     pub fn process(&self, pid: u32) -> Result<Process> {
         let tree = self
@@ -460,15 +487,25 @@ impl Checkpoint {
             .find(|t| t.pid == pid)
             .ok_or_else(|| Error::Usage(format!("no process {pid} in the checkpoint")))?
             .clone();
-        let mut cores = Vec::new();
-        for tid in &tree.threads {
-            let name = format!("core-{tid}.img");
-            let core: pb::CoreEntry = self.images.require(&name, magic::CORE)?.single()?;
-            cores.push((*tid, self.images.member_name(&name), core));
+        // The leader's record is core-<pid>.img, and it carries the task-wide part.
+        let name = format!("core-{pid}.img");
+        let leader: pb::CoreEntry = self.images.require(&name, magic::CORE)?.single()?;
+        let leader_member = self.images.member_name(&name);
+        if leader.tc.as_ref().and_then(|tc| tc.task_state) == Some(ZOMBIE) {
+            return self.zombie(tree, &leader_member, &leader);
         }
-        // The leader carries the task-wide part; keep it first.
-        if let Some(i) = cores.iter().position(|(t, _, _)| *t == pid) {
-            cores.swap(0, i);
+        let mut cores = vec![(pid, leader_member, leader)];
+        for tid in tree.threads.iter().filter(|t| **t != pid) {
+            let name = format!("core-{tid}.img");
+            let Some(img) = self.images.read(&name, magic::CORE)? else {
+                return Err(Error::image(
+                    self.images.member_name(&name),
+                    format!(
+                        "missing from the checkpoint, though pstree.img lists thread {tid} in process {pid}"
+                    ),
+                ));
+            };
+            cores.push((*tid, self.images.member_name(&name), img.single()?));
         }
         let (_, leader_member, leader) = &cores[0];
         let tc = leader.tc.clone().ok_or_else(|| {

@@ -147,13 +147,27 @@ impl Serialize for HexBytes {
     }
 }
 
-/// A range of addresses.
+/// A range of addresses the checkpoint has no bytes for.
 #[derive(Debug, Clone, Copy, Serialize)]
 pub struct Range {
     /// Start address.
     pub start: Hex,
     /// Length in bytes.
     pub length: u64,
+    /// Why the bytes are missing.
+    pub reason: Gap,
+}
+
+/// Why a range of a read has no bytes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Gap {
+    /// No mapping covers it.
+    Unmapped,
+    /// Mapped, but no page source has these bytes.
+    NotSaved,
+    /// Left out by the memory filter (`--kind`, `--perm`, `--range`, `--path`).
+    Excluded,
 }
 
 /// A read of process memory (`ck2core read`).
@@ -167,9 +181,6 @@ pub struct MemoryRead {
     pub bytes: HexBytes,
     /// Ranges no source has (not mapped, or not saved).
     pub unavailable: Vec<Range>,
-    /// Ranges the memory filter left out (shown as `??`, like unavailable bytes).
-    #[serde(skip_serializing_if = "Vec::is_empty")]
-    pub excluded: Vec<Range>,
 }
 
 /// Most bytes one read may ask for.
@@ -181,7 +192,10 @@ fn memory_of(p: &Process) -> Result<&AddressSpace> {
         .ok_or_else(|| Error::Usage(format!("process {} has no memory (zombie)", p.pid())))
 }
 
-/// Reads `len` bytes at `addr`; bytes outside what `filter` selects are excluded.
+/// Reads `len` bytes at `addr`. A range no mapping touches is an error naming it:
+/// there is nothing to show, not even `??`. A range only partly mapped is read, its
+/// unmapped parts reported as unavailable; so are bytes outside what `filter`
+/// selects (reason `excluded`).
 pub fn read(p: &Process, addr: u64, len: u64, filter: &MemFilter) -> Result<MemoryRead> {
     let mem = memory_of(p)?;
     if len > MAX_READ {
@@ -189,9 +203,22 @@ pub fn read(p: &Process, addr: u64, len: u64, filter: &MemFilter) -> Result<Memo
             "read at most {MAX_READ} bytes at a time"
         )));
     }
+    let end = addr.checked_add(len).ok_or_else(|| {
+        Error::Usage(format!(
+            "{} + {len} bytes goes past the end of the address space",
+            Hex(addr)
+        ))
+    })?;
+    if len > 0 && !mem.vmas.iter().any(|v| v.start < end && v.end > addr) {
+        return Err(Error::Usage(format!(
+            "process {}: no mapping covers {}..{} (see 'ck2core maps')",
+            p.pid(),
+            Hex(addr),
+            Hex(end)
+        )));
+    }
     let mut buf = vec![0u8; len as usize];
     let missing = mem.read(addr, &mut buf)?;
-    let end = addr.saturating_add(len);
     // The pieces of [addr, end) the filter keeps.
     let keep: Vec<(u64, u64)> = if filter.is_empty() {
         vec![(addr, end)]
@@ -204,52 +231,56 @@ pub fn read(p: &Process, addr: u64, len: u64, filter: &MemFilter) -> Result<Memo
             .filter(|(s, e)| s < e)
             .collect()
     };
-    let mut excluded = Vec::new();
-    let mut at = addr;
-    for (s, e) in keep.iter().copied().chain([(end, end)]) {
-        if s > at {
-            buf[(at - addr) as usize..(s - addr) as usize].fill(0);
-            excluded.push(Range {
-                start: Hex(at),
-                length: s - at,
-            });
-        }
-        at = at.max(e);
-    }
     let mut unavailable = Vec::new();
     for (o, l) in missing {
         let (ms, me) = (addr + o as u64, addr + (o + l) as u64);
+        // The model reports unmapped gaps and unsaved bytes as separate ranges, so
+        // one address tells which this is.
+        let reason = if mem.vma_at(ms).is_some() {
+            Gap::NotSaved
+        } else {
+            Gap::Unmapped
+        };
         for (s, e) in &keep {
             let (s, e) = (ms.max(*s), me.min(*e));
             if s < e {
                 unavailable.push(Range {
                     start: Hex(s),
                     length: e - s,
+                    reason,
                 });
             }
         }
     }
+    let mut at = addr;
+    for (s, e) in keep.iter().copied().chain([(end, end)]) {
+        if s > at {
+            buf[(at - addr) as usize..(s - addr) as usize].fill(0);
+            unavailable.push(Range {
+                start: Hex(at),
+                length: s - at,
+                reason: Gap::Excluded,
+            });
+        }
+        at = at.max(e);
+    }
+    unavailable.sort_by_key(|r| r.start);
     Ok(MemoryRead {
         pid: p.pid(),
         address: Hex(addr),
         bytes: HexBytes(buf),
         unavailable,
-        excluded,
     })
 }
 
-/// The address ranges `filter` selects in `p`, in order (what `read` without an
-/// address reads).
-pub fn selected_ranges(p: &Process, filter: &MemFilter) -> Result<Vec<Range>> {
+/// The address ranges `[start, end)` `filter` selects in `p`, in order (what
+/// `read` without an address reads).
+pub fn selected_ranges(p: &Process, filter: &MemFilter) -> Result<Vec<(u64, u64)>> {
     let mem = memory_of(p)?;
     Ok(mem
         .vmas
         .iter()
         .flat_map(|v| filter.selected_ranges(v))
-        .map(|(s, e)| Range {
-            start: Hex(s),
-            length: e - s,
-        })
         .collect())
 }
 

@@ -27,70 +27,6 @@ impl std::fmt::Display for Hex {
     }
 }
 
-const SIGNALS: [&str; 31] = [
-    "SIGHUP",
-    "SIGINT",
-    "SIGQUIT",
-    "SIGILL",
-    "SIGTRAP",
-    "SIGABRT",
-    "SIGBUS",
-    "SIGFPE",
-    "SIGKILL",
-    "SIGUSR1",
-    "SIGSEGV",
-    "SIGUSR2",
-    "SIGPIPE",
-    "SIGALRM",
-    "SIGTERM",
-    "SIGSTKFLT",
-    "SIGCHLD",
-    "SIGCONT",
-    "SIGSTOP",
-    "SIGTSTP",
-    "SIGTTIN",
-    "SIGTTOU",
-    "SIGURG",
-    "SIGXCPU",
-    "SIGXFSZ",
-    "SIGVTALRM",
-    "SIGPROF",
-    "SIGWINCH",
-    "SIGIO",
-    "SIGPWR",
-    "SIGSYS",
-];
-
-/// Names of the signals in a mask (bit n-1 = signal n). 32 and 33 are glibc's
-/// internal signals; real-time ones are named from SIGRTMIN (34) as gdb does.
-pub fn signal_names(mask: u64) -> Vec<String> {
-    (1..=64u32)
-        .filter(|n| mask & (1u64 << (n - 1)) != 0)
-        .map(|n| match SIGNALS.get(n as usize - 1) {
-            Some(name) => name.to_string(),
-            None if n < 34 => format!("SIG{n}"),
-            None => format!("SIGRTMIN+{}", n - 34),
-        })
-        .collect()
-}
-
-#[cfg(test)]
-mod tests {
-    #[test]
-    fn every_signal_bit_has_a_name() {
-        let all = super::signal_names(u64::MAX);
-        assert_eq!(all.len(), 64);
-        assert_eq!(
-            (all[0].as_str(), all[9].as_str(), all[30].as_str()),
-            ("SIGHUP", "SIGUSR1", "SIGSYS")
-        );
-        assert_eq!(
-            (all[31].as_str(), all[33].as_str(), all[63].as_str()),
-            ("SIG32", "SIGRTMIN+0", "SIGRTMIN+30")
-        );
-    }
-}
-
 /// Container and checkpoint summary (`ck2core info`).
 #[derive(Debug, Serialize)]
 pub struct Info {
@@ -102,7 +38,7 @@ pub struct Info {
     pub criu_image_version: Option<u32>,
     /// Number of processes.
     pub processes: usize,
-    /// Number of threads.
+    /// Number of threads pstree.img lists.
     pub threads: usize,
     /// Architecture of the first process whose images say.
     pub arch: Option<&'static str>,
@@ -167,7 +103,7 @@ pub struct ProcessRow {
     pub sid: u32,
     /// alive, stopped or zombie.
     pub state: Option<&'static str>,
-    /// Number of threads.
+    /// Number of threads (0 for a zombie: CRIU keeps none of its threads).
     pub threads: usize,
     /// Command name.
     pub comm: Option<String>,
@@ -203,6 +139,7 @@ pub fn processes(ck: &Checkpoint) -> Vec<ProcessRow> {
                 Ok(p) => {
                     let c = p.creds();
                     row.state = Some(p.state.name());
+                    row.threads = p.threads.len();
                     row.cmdline = p.args();
                     row.comm = Some(p.comm);
                     row.uid = Some(c.uid[0]);
@@ -321,8 +258,8 @@ pub fn threads(p: &Process, with_regs: bool) -> Vec<ThreadRow> {
                     name: regs.syscall_name(n),
                     rewound_for_restart: regs.rewound_for_restart(),
                 }),
-                blocked: signal_names(t.blocked),
-                pending: signal_names(t.pending),
+                blocked: crate::model::signals::names(t.blocked),
+                pending: crate::model::signals::names(t.pending),
                 policy: policy_name(t.sched.0),
                 nice: t.nice,
                 priority: t.sched.1,

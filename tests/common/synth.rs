@@ -152,6 +152,7 @@ pub fn x86_core(tid: u32, comm: &str, leader: bool) -> pb::CoreEntry {
 }
 
 /// One synthetic process.
+#[derive(Clone)]
 pub struct Proc {
     pub pid: u32,
     pub ppid: u32,
@@ -189,17 +190,7 @@ pub fn write_images(dir: &Path, procs: &[Proc]) {
             }],
         ),
     );
-    let tree: Vec<pb::PstreeEntry> = procs
-        .iter()
-        .map(|p| pb::PstreeEntry {
-            pid: Some(p.pid),
-            ppid: Some(p.ppid),
-            pgid: Some(p.pid),
-            sid: Some(p.pid),
-            threads: p.threads.clone(),
-        })
-        .collect();
-    put("pstree.img", image(magic::PSTREE, &tree));
+    write_pstree(dir, procs);
     for p in procs {
         for t in &p.threads {
             put(
@@ -220,6 +211,21 @@ pub fn write_images(dir: &Path, procs: &[Proc]) {
             pagemap(p.pages_id, &p.pagemap),
         );
     }
+}
+
+/// Writes pstree.img of `procs` into `dir`.
+pub fn write_pstree(dir: &Path, procs: &[Proc]) {
+    let tree: Vec<pb::PstreeEntry> = procs
+        .iter()
+        .map(|p| pb::PstreeEntry {
+            pid: Some(p.pid),
+            ppid: Some(p.ppid),
+            pgid: Some(p.pid),
+            sid: Some(p.pid),
+            threads: p.threads.clone(),
+        })
+        .collect();
+    put(dir, "pstree.img", magic::PSTREE, &tree);
 }
 
 /// Writes `pages-<id>.img` of `n` pages, page `i` filled by `fill(i, page)`, in
@@ -403,4 +409,48 @@ pub fn reframe_big_endian(dir: &Path) {
         }
         std::fs::write(&path, out).unwrap();
     }
+}
+
+/// The thread id CRIU 4.2 wrote into pstree.img for a zombie (seen on a real dump:
+/// the field is never initialised for zombies).
+pub const GARBAGE_TID: u32 = 1_600_580_208;
+
+/// The core image CRIU writes for a zombie: the task part only (state TASK_DEAD,
+/// exit code, comm), no registers and no thread part.
+pub fn zombie_core(comm: &str, exit_code: u32) -> pb::CoreEntry {
+    pb::CoreEntry {
+        mtype: Some(1),
+        tc: Some(pb::TaskCoreEntry {
+            task_state: Some(2),
+            exit_code: Some(exit_code),
+            comm: Some(comm.to_string()),
+            ..Default::default()
+        }),
+        ..Default::default()
+    }
+}
+
+/// A live process `parent` (one page of anonymous memory holding "PARENT-0") with a
+/// zombie child `zombie`, as CRIU 4.2 dumps them: the zombie's pstree.img entry lists
+/// thread [`GARBAGE_TID`], its record is core-<zombie>.img (task_state 2), and it has
+/// no mm or pagemap image.
+pub fn write_with_zombie(dir: &Path, parent: u32, zombie: u32) {
+    let mut p = Proc::new(parent);
+    p.vmas = vec![anon_vma(0x1000_0000, 0x1000_0000 + PAGE)];
+    p.pagemap = vec![run(0x1000_0000, 1, 4)];
+    let mut z = Proc::new(zombie);
+    z.ppid = parent;
+    write_images(dir, &[p.clone(), z.clone()]);
+    write_pages(dir, parent, 1, |i, pg| marked("PARENT", i, pg));
+    for f in [format!("mm-{zombie}.img"), format!("pagemap-{zombie}.img")] {
+        std::fs::remove_file(dir.join(f)).unwrap();
+    }
+    z.threads = vec![GARBAGE_TID];
+    write_pstree(dir, &[p, z]);
+    put(
+        dir,
+        &format!("core-{zombie}.img"),
+        magic::CORE,
+        &[zombie_core("defunct", 0x100)],
+    );
 }
