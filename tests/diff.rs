@@ -523,8 +523,10 @@ fn maps_and_read_take_the_same_filters() {
 #[test]
 fn diff_compares_only_the_filtered_memory() {
     let (a, b) = (ckbox("ckbox.tar"), ckbox("ckbox.tar.gz"));
+    let (_, all) = diff_json(&a, &b, &[]);
     let (_, d) = diff_json(&a, &b, &["--kind", "heap"]);
     for p in d["processes"].as_array().unwrap() {
+        assert!(!p["memory"].as_array().unwrap().is_empty());
         for m in p["memory"].as_array().unwrap() {
             assert_eq!(m["a"]["kind"], "heap");
         }
@@ -532,4 +534,31 @@ fn diff_compares_only_the_filtered_memory() {
             assert_eq!(m["a"]["kind"], "heap");
         }
     }
+    // --range is in A's addresses; the heap moved in B and is still its partner.
+    let sh = process(&all, "sh");
+    let heap = sh["memory"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|m| m["a"]["kind"] == "heap")
+        .unwrap();
+    let first = &heap["differing"][0];
+    let start = hex(&first["a"]);
+    let range = format!("{:x}-{:x}", start, start + 4096);
+    let (code, d) = diff_json(&a, &b, &["--range", &range]);
+    assert_eq!(code, 1);
+    let sh = process(&d, "sh");
+    assert_eq!(sh["mappings"]["removed"], Value::Array(vec![]), "{sh:#}");
+    assert_eq!(sh["mappings"]["added"], Value::Array(vec![]));
+    let m = sh["memory"].as_array().unwrap();
+    assert_eq!(m.len(), 1);
+    assert_eq!(
+        (m[0]["compared"].as_u64(), m[0]["differ"].as_u64()),
+        (Some(1), Some(1))
+    );
+    let r = &m[0]["differing"][0];
+    assert_eq!(
+        (&r["a"], &r["b"], &r["pages"]),
+        (&first["a"], &first["b"], &Value::from(1))
+    );
 }

@@ -179,6 +179,14 @@ impl MemFilter {
         MemFilter::default()
     }
 
+    /// The same filter without its `--range`s.
+    pub fn without_ranges(&self) -> MemFilter {
+        MemFilter {
+            ranges: Vec::new(),
+            ..self.clone()
+        }
+    }
+
     /// True when nothing is filtered.
     pub fn is_empty(&self) -> bool {
         self.kinds.is_empty()

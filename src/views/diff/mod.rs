@@ -301,6 +301,8 @@ pub struct Diff {
 struct Side<'a> {
     ck: &'a Checkpoint,
     procs: Vec<std::result::Result<Process, String>>,
+    /// What identifies each process across runs: its command line, else its name.
+    keys: Vec<Option<Vec<String>>>,
 }
 
 impl<'a> Side<'a> {
@@ -309,8 +311,17 @@ impl<'a> Side<'a> {
             .tree
             .iter()
             .map(|t| ck.process(t.pid).map_err(|e| e.to_string()))
+            .collect::<Vec<_>>();
+        let keys = procs
+            .iter()
+            .map(|p| {
+                let p = p.as_ref().ok()?;
+                p.args()
+                    .filter(|a| !a.is_empty())
+                    .or_else(|| Some(vec![p.comm.clone()]))
+            })
             .collect();
-        Side { ck, procs }
+        Side { ck, procs, keys }
     }
 
     fn pid(&self, i: usize) -> u32 {
@@ -323,14 +334,6 @@ impl<'a> Side<'a> {
 
     fn parent(&self, i: usize) -> Option<usize> {
         self.index(self.ck.tree[i].ppid)
-    }
-
-    /// What identifies a process across runs: its command line, else its name.
-    fn key(&self, i: usize) -> Option<Vec<String>> {
-        let p = self.procs[i].as_ref().ok()?;
-        p.args()
-            .filter(|a| !a.is_empty())
-            .or_else(|| Some(vec![p.comm.clone()]))
     }
 
     fn id(&self, i: usize) -> ProcessId {
@@ -385,7 +388,7 @@ fn pair_processes(a: &Side, b: &Side, map: &PidMap) -> Result<Vec<Paired>> {
             }
         }
     };
-    let same_key = |i: usize, j: usize| a.key(i).is_some() && a.key(i) == b.key(j);
+    let same_key = |i: usize, j: usize| a.keys[i].is_some() && a.keys[i] == b.keys[j];
     let same_place = |i: usize, j: usize, pairs: &[Paired]| match (a.parent(i), b.parent(j)) {
         (None, None) => true,
         (Some(pi), Some(pj)) => pairs[pi].is_some_and(|(q, _)| q == pj),
@@ -831,8 +834,11 @@ fn mappings_diff(
     filter: &MemFilter,
     bufs: &mut (Vec<u8>, Vec<u8>),
 ) -> Result<(MappingsDiff, Vec<MemoryDiff>)> {
+    // --range is in A's addresses: B's mappings are chosen by the other criteria,
+    // so a moved mapping still finds its partner.
+    let b_filter = filter.without_ranges();
     let va: Vec<&Vma> = ma.vmas.iter().filter(|v| filter.selects(v)).collect();
-    let vb: Vec<&Vma> = mb.vmas.iter().filter(|v| filter.selects(v)).collect();
+    let vb: Vec<&Vma> = mb.vmas.iter().filter(|v| b_filter.selects(v)).collect();
     let mut pair: Vec<Option<usize>> = vec![None; va.len()];
     let mut taken = vec![false; vb.len()];
     // Same start address first.
@@ -900,7 +906,7 @@ fn mappings_diff(
         }
     }
     for (j, b) in vb.iter().enumerate() {
-        if !taken[j] {
+        if !taken[j] && filter.selects(b) {
             d.added.push(MappingId::of(b));
         }
     }
