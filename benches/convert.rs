@@ -147,8 +147,8 @@ fn main() {
             let plan = Plan::new(
                 &process,
                 &CoreOptions {
-                    only_verified_files: true,
                     metadata: None,
+                    policy: Default::default(),
                 },
             )
             .unwrap();

@@ -322,8 +322,9 @@ class Maps(gdb.Command):
             parts = ["%d %s" % (pg[k], label) for k, label in (
                 ("pages", "saved"), ("parent", "parent"), ("shmem", "shmem"), ("rootfs", "file"),
                 ("zero", "zero"), ("absent", "absent")) if pg.get(k)]
-            print("%-29s %-4s %-11s %-28s %s" % (
-                "%s-%s" % (m["start"], m["end"]), m.get("perms"), m.get("kind"), ", ".join(parts), m.get("name")))
+            print("%-29s %-4s %-11s %-28s %s%s" % (
+                "%s-%s" % (m["start"], m["end"]), m.get("perms"), m.get("kind"), ", ".join(parts), m.get("name"),
+                "  DONTDUMP" if m.get("dontdump") else ""))
 
 
 def _install():

@@ -14,7 +14,10 @@ use std::path::{Path, PathBuf};
 
 use crate::archive::{Archive, Blob};
 use crate::error::Result;
-use crate::model::memory::FileData;
+use crate::model::memory::{FileData, InRoot};
+
+/// Why a file's content is missing when no root directory was given.
+pub const NO_ROOT: &str = "no --rootfs given";
 
 /// Where container files come from.
 pub struct RootFs {
@@ -45,6 +48,19 @@ impl RootFs {
             }
         }
         let mut deleted = HashSet::new();
+        // containerd's diff is an OCI layer: `.wh.NAME` says NAME was deleted.
+        let whiteouts: Vec<String> = diff
+            .keys()
+            .filter(|k| crate::archive::oci::whiteout(k).is_some())
+            .cloned()
+            .collect();
+        for k in whiteouts {
+            diff.remove(&k);
+            if let Some(crate::archive::oci::Whiteout::Entry(p)) = crate::archive::oci::whiteout(&k)
+            {
+                deleted.insert(p);
+            }
+        }
         if let Some(m) = archive.member("deleted.files") {
             if let Ok(bytes) = m.read_all(16 << 20) {
                 if let Ok(list) = serde_json::from_slice::<Vec<String>>(&bytes) {
@@ -61,6 +77,7 @@ impl RootFs {
     /// The content of a container file, or why it can't be used.
     pub fn open(&self, want: &Expect<'_>) -> std::result::Result<FileData, String> {
         let rel = want.path.trim_start_matches('/');
+        let mut in_root = None;
         let blob = if let Some(b) = self.diff.get(rel) {
             b.clone()
         } else if self.deleted.contains(rel) {
@@ -70,9 +87,17 @@ impl RootFs {
                 .ok_or_else(|| format!("not found in {}", dir.display()))?;
             let f = File::open(&p).map_err(|e| format!("{}: {e}", p.display()))?;
             let len = f.metadata().map_err(|e| e.to_string())?.len();
+            let path = std::fs::canonicalize(&p).unwrap_or_else(|_| p.clone());
+            // A reader given the root as its sysroot follows links the way this
+            // machine does, out of the root for an absolute one.
+            let naive = std::fs::canonicalize(dir.join(rel)).ok();
+            in_root = Some(InRoot {
+                by_container_path: naive.as_ref() == Some(&path),
+                path,
+            });
             Blob::from_file(&p.display().to_string(), f, len)
         } else {
-            return Err("no --rootfs given".into());
+            return Err(NO_ROOT.into());
         };
         if let Some(size) = want.size {
             if blob.len() != size {
@@ -95,7 +120,10 @@ impl RootFs {
                 None => return Err("has no build-id, the checkpoint recorded one".into()),
             }
         }
-        Ok(FileData::whole(blob))
+        Ok(FileData {
+            in_root,
+            ..FileData::whole(blob)
+        })
     }
 }
 

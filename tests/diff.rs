@@ -18,6 +18,21 @@ fn ckbox(name: &str) -> String {
     testdata().join("ckbox").join(name).display().to_string()
 }
 
+/// Every diff this file makes is checked against the shipped schema.
+fn check_schema(doc: &Value) {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("docs/schema/diff.json");
+    let schema: Value = serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
+    let v = jsonschema::validator_for(&schema).unwrap();
+    let errors: Vec<String> = v
+        .iter_errors(doc)
+        .map(|e| format!("{e} at {}", e.instance_path()))
+        .collect();
+    assert!(
+        errors.is_empty(),
+        "not valid against docs/schema/diff.json: {errors:#?}"
+    );
+}
+
 /// Runs `ck2core diff A B --json ...`; returns the exit status and the JSON.
 fn diff_json(a: &str, b: &str, more: &[&str]) -> (i32, Value) {
     let mut args = vec!["diff", a, b, "--json"];
@@ -29,6 +44,7 @@ fn diff_json(a: &str, b: &str, more: &[&str]) -> (i32, Value) {
             String::from_utf8_lossy(&out.stderr)
         )
     });
+    check_schema(&v);
     (out.status.code().unwrap(), v)
 }
 

@@ -130,8 +130,8 @@ fn a_core_without_the_note_gets_one_line_and_no_change() {
     let plan = Plan::new(
         &p,
         &CoreOptions {
-            only_verified_files: false,
             metadata: None,
+            policy: Default::default(),
         },
     )
     .unwrap();

@@ -58,8 +58,8 @@ fn exercise(dir: &Path, out: &Path) {
         if let Ok(plan) = Plan::new(
             &p,
             &CoreOptions {
-                only_verified_files: false,
                 metadata: meta,
+                policy: Default::default(),
             },
         ) {
             let _ = plan.write(out, t.pid, true, &mut |_| {});

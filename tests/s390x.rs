@@ -104,7 +104,7 @@ fn s390_core(tid: u32, leader: bool) -> pb::CoreEntry {
 }
 
 /// A private read-only mapping of a file's second page (a file on this machine,
-/// so that gdb opens it through NT_FILE without a warning).
+/// converted with `--rootfs /`, so that NT_FILE names it and gdb opens it).
 fn add_file_mapping(dir: &Path, f: &Foreign, file: &Path) -> u64 {
     let mut content = vec![0u8; 2 * PAGE as usize];
     content[PAGE as usize..PAGE as usize + 12].copy_from_slice(b"FILE-PAGE-2\0");
@@ -171,7 +171,8 @@ fn synthetic_s390x_registers_memory_and_notes() {
         assert_eq!(b[..4], want.to_be_bytes(), "{img} is not big-endian");
     }
 
-    let core = f.convert(&dir);
+    // The mapped file is at its "container" path on this machine: the root is /.
+    let core = f.convert_with(&dir, &["--rootfs", "/"]);
 
     // What the kernel writes for an s390x process: ELFCLASS64, big-endian,
     // EM_S390, e_flags 0, and the notes of s390_regsets with their sizes.

@@ -17,7 +17,7 @@ use crate::error::{Error, Result};
 use crate::images::pb;
 
 /// An architecture CRIU records in `core_entry.mtype`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, schemars::JsonSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum Arch {
     /// x86-64 (mtype 1).

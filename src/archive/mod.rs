@@ -7,11 +7,15 @@
 //! behind) and read from there by offset. Member names are checked: no absolute
 //! paths, no `..`, no duplicates; links are never followed on the local filesystem.
 
+mod ckimage;
+pub mod oci;
 mod tarball;
+
+pub use ckimage::CheckpointImage;
 
 use std::collections::BTreeMap;
 use std::fs::File;
-use std::io::Read;
+use std::io::{Read, Seek, SeekFrom};
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -72,6 +76,12 @@ pub enum Format {
     TarGz,
     /// A zstd-compressed tar.
     TarZst,
+    /// A checkpoint image in an OCI image layout directory.
+    OciLayout,
+    /// A checkpoint image in an OCI archive.
+    OciArchive,
+    /// A checkpoint image in a Docker archive.
+    DockerArchive,
 }
 
 impl Format {
@@ -82,6 +92,9 @@ impl Format {
             Format::Tar => "tar",
             Format::TarGz => "tar.gz",
             Format::TarZst => "tar.zst",
+            Format::OciLayout => "oci-layout",
+            Format::OciArchive => "oci-archive",
+            Format::DockerArchive => "docker-archive",
         }
     }
 }
@@ -103,8 +116,11 @@ enum Data {
 pub struct Member {
     /// Normalised name, relative, `/`-separated.
     pub name: String,
-    /// Size in bytes.
+    /// Size in bytes (decompressed, for a member ck2core decompressed).
     pub size: u64,
+    /// For a member stored compressed and read decompressed (containerd's
+    /// rootfs-diff.tar): the compression and the stored size.
+    pub stored: Option<(&'static str, u64)>,
     data: Data,
 }
 
@@ -241,6 +257,14 @@ impl Blob {
         Ok(Mapped { map, skip })
     }
 
+    /// A sequential reader over the bytes (for stream decoders and the `tar` crate).
+    pub fn reader(&self) -> BlobReader {
+        BlobReader {
+            blob: self.clone(),
+            pos: 0,
+        }
+    }
+
     /// A sub-range of this member, as its own blob.
     pub fn slice(&self, offset: u64, len: u64) -> Result<Blob> {
         match offset.checked_add(len) {
@@ -258,6 +282,47 @@ impl Blob {
                 ),
             )),
         }
+    }
+}
+
+/// A [`Blob`] read from start to end; seekable within it.
+#[derive(Debug)]
+pub struct BlobReader {
+    blob: Blob,
+    pos: u64,
+}
+
+impl Read for BlobReader {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let left = self.blob.len.saturating_sub(self.pos);
+        let n = (buf.len() as u64).min(left) as usize;
+        if n == 0 {
+            return Ok(0);
+        }
+        let got = self
+            .blob
+            .file
+            .read_at(&mut buf[..n], self.blob.base + self.pos)?;
+        if got == 0 {
+            return Err(std::io::Error::new(
+                std::io::ErrorKind::UnexpectedEof,
+                format!("{}: file shorter than its index says", self.blob.name),
+            ));
+        }
+        self.pos += got as u64;
+        Ok(got)
+    }
+}
+
+impl Seek for BlobReader {
+    fn seek(&mut self, to: SeekFrom) -> std::io::Result<u64> {
+        let new = match to {
+            SeekFrom::Start(p) => Some(p),
+            SeekFrom::Current(d) => self.pos.checked_add_signed(d),
+            SeekFrom::End(d) => self.blob.len.checked_add_signed(d),
+        };
+        self.pos = new.ok_or_else(|| std::io::Error::other("seek out of range"))?;
+        Ok(self.pos)
     }
 }
 
@@ -282,34 +347,31 @@ pub struct Archive {
     format: Format,
     members: BTreeMap<String, Member>,
     notes: Vec<String>,
+    image: Option<Box<CheckpointImage>>,
 }
 
 /// Members whose content no command needs; only their sizes are kept.
 fn size_only(name: &str) -> bool {
-    matches!(
-        name,
-        "ctr.log" | "container.log" | "io.kubernetes.cri-o.LogPath" | "devshm-checkpoint.tar"
-    ) || name.starts_with("volumes/")
+    name == "devshm-checkpoint.tar"
+        || name.starts_with("volumes/")
         || name.starts_with("artifacts/")
 }
 
 impl Archive {
-    /// Opens `input`, detecting its format from its content.
+    /// Opens `input`, detecting its format from its content: an image directory, a
+    /// tar (plain, gzip, zstd), or a checkpoint image (OCI layout, OCI archive, Docker
+    /// archive). A compressed `rootfs-diff.tar` (containerd's) is read decompressed.
     pub fn open(input: &Input, limits: &Limits) -> Result<Archive> {
         let label = input.label();
-        match input {
+        let archive = match input {
             Input::Path(path) => {
                 let meta = std::fs::metadata(path).map_err(|e| Error::io(path, e))?;
-                if meta.is_dir() {
-                    return Archive::from_dir(path);
-                }
-                let file = File::open(path).map_err(|e| Error::io(path, e))?;
-                let mut head = [0u8; 512];
-                let n = file.read_at(&mut head, 0).map_err(|e| Error::io(path, e))?;
-                match sniff(&head[..n]) {
-                    Some(Format::Tar) => tarball::index_seekable(label, file),
-                    Some(f) => tarball::index_stream(label, f, Box::new(file), limits),
-                    None => Err(not_a_checkpoint(&label)),
+                if meta.is_dir() && oci::ImageFile::is_oci_dir_path(path) {
+                    ckimage::open(oci::ImageFile::open(path, limits)?, limits)?
+                } else if meta.is_dir() {
+                    Archive::from_dir(path)?
+                } else {
+                    Archive::index_file(path, limits)?
                 }
             }
             Input::Stdin => {
@@ -321,7 +383,78 @@ impl Archive {
                     .map_err(|e| Error::io("<stdin>", e))?;
                 let format = sniff(&head).ok_or_else(|| not_a_checkpoint(&label))?;
                 let reader = std::io::Cursor::new(head).chain(stdin);
-                tarball::index_stream(label, format, Box::new(reader), limits)
+                tarball::index_stream(label, format, Box::new(reader), limits)?
+            }
+        };
+        let mut archive = if archive.has_images() {
+            archive
+        } else {
+            match oci::ImageFile::from_archive(archive, limits) {
+                Ok(image) => ckimage::open(image, limits)?,
+                Err(archive) => archive,
+            }
+        };
+        archive.decompress_rootfs_diff(limits);
+        Ok(archive)
+    }
+
+    /// Indexes an archive file (tar, tar.gz, tar.zst) as it is, without looking at
+    /// what it holds.
+    pub(crate) fn index_file(path: &Path, limits: &Limits) -> Result<Archive> {
+        let label = path.display().to_string();
+        let file = File::open(path).map_err(|e| Error::io(path, e))?;
+        let mut head = [0u8; 512];
+        let n = file.read_at(&mut head, 0).map_err(|e| Error::io(path, e))?;
+        match sniff(&head[..n]) {
+            Some(Format::Tar) => {
+                let len = file.metadata().map_err(|e| Error::io(path, e))?.len();
+                tarball::index_blob(
+                    label.clone(),
+                    Format::Tar,
+                    &Blob::from_file(&label, file, len),
+                )
+            }
+            Some(f) => tarball::index_stream(label, f, Box::new(file), limits),
+            None => Err(not_a_checkpoint(&label)),
+        }
+    }
+
+    /// Whether CRIU images are here (a `pstree.img` at any level).
+    fn has_images(&self) -> bool {
+        self.members
+            .keys()
+            .any(|k| k == "pstree.img" || k.ends_with("/pstree.img"))
+    }
+
+    /// containerd stores `rootfs-diff.tar` as a gzip layer blob (and its restore
+    /// accepts any compression): decompress it once into a spool so that everything
+    /// downstream reads a plain tar. A damaged stream costs only the diff's files.
+    fn decompress_rootfs_diff(&mut self, limits: &Limits) {
+        let Some(m) = self.members.get_mut("rootfs-diff.tar") else {
+            return;
+        };
+        let Ok(blob) = m.open() else { return };
+        let mut head = [0u8; 4];
+        let n = head.len().min(blob.len() as usize);
+        if blob.read_exact_at(0, &mut head[..n]).is_err() {
+            return;
+        }
+        let comp = match oci::Compression::sniff(&head[..n]) {
+            Some(c @ (oci::Compression::Gzip | oci::Compression::Zstd)) => c,
+            _ => return,
+        };
+        match tarball::spool_decompressed(&blob, comp, limits) {
+            Ok((file, len)) => {
+                m.stored = Some((comp.name(), m.size));
+                m.size = len;
+                m.data = Data::At { file, offset: 0 };
+            }
+            Err(e) => {
+                self.notes.push(format!(
+                    "rootfs-diff.tar ({}-compressed): {e}; the files it holds are not used",
+                    comp.name()
+                ));
+                m.data = Data::SizeOnly;
             }
         }
     }
@@ -332,6 +465,7 @@ impl Archive {
             format: Format::Directory,
             members: BTreeMap::new(),
             notes: Vec::new(),
+            image: None,
         };
         // An extracted container archive has the images one level down
         // (checkpoint/); deeper levels are never needed.
@@ -366,9 +500,15 @@ impl Archive {
                     Data::Path(_) => ent.metadata().map_err(|e| Error::io(ent.path(), e))?.len(),
                     _ => 0,
                 };
-                archive
-                    .members
-                    .insert(name.clone(), Member { name, size, data });
+                archive.members.insert(
+                    name.clone(),
+                    Member {
+                        name,
+                        size,
+                        stored: None,
+                        data,
+                    },
+                );
             }
         }
         Ok(archive)
@@ -392,6 +532,11 @@ impl Archive {
     /// Every member, in name order.
     pub fn members(&self) -> impl Iterator<Item = &Member> {
         self.members.values()
+    }
+
+    /// The checkpoint image this checkpoint was read from, if it came as one.
+    pub fn image(&self) -> Option<&CheckpointImage> {
+        self.image.as_deref()
     }
 
     /// Things noticed while indexing (ignored members and why).

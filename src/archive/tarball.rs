@@ -6,7 +6,8 @@ use std::io::{BufWriter, Read, Write};
 use std::os::unix::fs::OpenOptionsExt;
 use std::sync::Arc;
 
-use super::{normalize_name, size_only, Archive, Data, Format, Limits, Member};
+use super::oci::Compression;
+use super::{normalize_name, size_only, Archive, Blob, Data, Format, Limits, Member};
 use crate::error::{Error, Result};
 
 /// What one tar entry contributes to the index.
@@ -49,6 +50,7 @@ impl Indexer {
                 format,
                 members: BTreeMap::new(),
                 notes: Vec::new(),
+                image: None,
             },
         }
     }
@@ -109,6 +111,7 @@ impl Indexer {
             Member {
                 name: name.clone(),
                 size,
+                stored: None,
                 data,
             },
         );
@@ -116,11 +119,11 @@ impl Indexer {
     }
 }
 
-/// Indexes an uncompressed tar file in place: members are read by offset later.
-pub(super) fn index_seekable(label: String, file: File) -> Result<Archive> {
-    let file = Arc::new(file);
-    let mut ix = Indexer::new(label, Format::Tar);
-    let mut tar = tar::Archive::new(&*file);
+/// Indexes an uncompressed tar held in `blob` (a whole file, or a byte range of one)
+/// in place: members are read by offset later.
+pub(super) fn index_blob(label: String, format: Format, blob: &Blob) -> Result<Archive> {
+    let mut ix = Indexer::new(label, format);
+    let mut tar = tar::Archive::new(blob.reader());
     let entries = tar
         .entries_with_seek()
         .map_err(|e| ix.err(format!("not a readable tar archive: {e}")))?;
@@ -135,7 +138,7 @@ pub(super) fn index_seekable(label: String, file: File) -> Result<Archive> {
         let size = entry.size();
         let offset = entry.raw_file_position();
         let end = offset.checked_add(size);
-        let flen = file.metadata().map_err(|e| ix.err(e.to_string()))?.len();
+        let flen = blob.len();
         if end.is_none_or(|e| e > flen) {
             return Err(ix.err(format!(
                 "member {raw} claims {size} bytes at offset {offset}, past the end of the archive ({flen} bytes): truncated?"
@@ -143,12 +146,44 @@ pub(super) fn index_seekable(label: String, file: File) -> Result<Archive> {
         }
         let kind = kind_of(&entry);
         ix.add(&raw, kind, size, || Data::At {
-            file: file.clone(),
-            offset,
+            file: blob.file.clone(),
+            offset: blob.base + offset,
         })?;
         last = raw;
     }
     Ok(ix.archive)
+}
+
+/// Decompresses `blob` into a new spool file, at most `limits.max_unpacked` bytes.
+pub(super) fn spool_decompressed(
+    blob: &Blob,
+    comp: Compression,
+    limits: &Limits,
+) -> std::result::Result<(Arc<File>, u64), String> {
+    let raw = blob.reader();
+    let mut reader: Box<dyn Read> = match comp {
+        Compression::None => Box::new(raw),
+        Compression::Gzip => Box::new(flate2::read::MultiGzDecoder::new(raw)),
+        Compression::Zstd => {
+            Box::new(zstd::stream::read::Decoder::new(raw).map_err(|e| format!("zstd: {e}"))?)
+        }
+    };
+    let spool = spool_file().map_err(|e| e.to_string())?;
+    let mut out = BufWriter::with_capacity(1 << 20, &spool);
+    let n = std::io::copy(
+        &mut (&mut reader).take(limits.max_unpacked.saturating_add(1)),
+        &mut out,
+    )
+    .map_err(|e| format!("{} stream damaged: {e}", comp.name()))?;
+    if n > limits.max_unpacked {
+        return Err(format!(
+            "expands to more than {} bytes; if that is expected, raise the limit with --max-unpacked",
+            limits.max_unpacked
+        ));
+    }
+    out.flush().map_err(|e| format!("spool: {e}"))?;
+    drop(out);
+    Ok((Arc::new(spool), n))
 }
 
 /// Indexes a compressed or piped tar in one pass, spooling wanted members.

@@ -10,8 +10,13 @@ use clap::Args;
 use super::{human, Source, EXIT_FAILURE, EXIT_PARTIAL};
 use ck2core::arch::Arch;
 use ck2core::core::{CoreOptions, Plan};
+use ck2core::model::dump::DumpPolicy;
 use ck2core::model::{Process, TaskState};
-use ck2core::rootfs::resolve_in_root;
+use ck2core::rootfs::{resolve_in_root, NO_ROOT};
+
+/// A path under the output directory that is never created: gdb's sysroot when no
+/// root was given.
+const NO_SYSROOT: &str = "no-rootfs";
 
 /// The gdb helper, written beside the cores so the output directory is self-contained.
 pub const HELPER: &str = include_str!("../../gdb-scripts/ck2core.py");
@@ -29,6 +34,35 @@ pub struct ConvertArgs {
     /// Overwrite existing core files.
     #[arg(long)]
     pub force: bool,
+    #[command(flatten)]
+    pub dump: DumpArgs,
+}
+
+/// What goes into the cores beyond what the kernel's own cores carry.
+#[derive(Args, Clone, Default)]
+pub struct DumpArgs {
+    /// Include mappings the process marked MADV_DONTDUMP (left without data by
+    /// default, as in the kernel's cores), for forensics.
+    #[arg(long)]
+    pub include_dontdump: bool,
+    /// Put the pages of mapped files verified in --rootfs into the cores, for tools
+    /// that read memory only from the core (py-spy --locals).
+    #[arg(long)]
+    pub self_contained: bool,
+    /// Name the files in NT_FILE by their absolute paths under --rootfs instead of
+    /// their container paths, for tools without a sysroot setting (py-spy).
+    #[arg(long, requires = "rootfs")]
+    pub host_paths: bool,
+}
+
+impl DumpArgs {
+    fn policy(&self) -> DumpPolicy {
+        DumpPolicy {
+            include_dontdump: self.include_dontdump,
+            file_pages: self.self_contained,
+            host_paths: self.host_paths,
+        }
+    }
 }
 
 /// A core that was written, and how to open it.
@@ -41,7 +75,12 @@ pub struct Converted {
 
 pub fn run(a: ConvertArgs) -> anyhow::Result<ExitCode> {
     let (done, failed) = convert(&a)?;
-    if !done.is_empty() {
+    if !done.is_empty() && a.dump.host_paths {
+        // gdb would look for those paths under its sysroot, the root, and warn.
+        eprintln!(
+            "--host-paths: NT_FILE names files by their paths on this machine, for tools without a sysroot setting (py-spy dump --core CORE); for gdb, convert without --host-paths"
+        );
+    } else if !done.is_empty() {
         eprintln!("open with:");
         for c in &done {
             let words: Vec<String> = c.gdb_args.iter().map(|w| shell_quote(w)).collect();
@@ -99,7 +138,7 @@ pub fn convert(a: &ConvertArgs) -> anyhow::Result<(Vec<Converted>, usize)> {
             container.as_ref(),
         ))?;
         let opts = CoreOptions {
-            only_verified_files: a.source.rootfs.is_some(),
+            policy: a.dump.policy(),
             metadata: Some(metadata),
         };
         let result = Plan::new(&process, &opts).and_then(|plan| {
@@ -129,11 +168,29 @@ pub fn convert(a: &ConvertArgs) -> anyhow::Result<(Vec<Converted>, usize)> {
                     human(w.data_bytes),
                     human(w.file_size),
                 );
+                let mut no_root = 0;
                 for (why, bytes) in &w.left_out.by_reason {
+                    // Said once for all processes, below.
+                    if why.ends_with(NO_ROOT) {
+                        no_root += bytes;
+                        continue;
+                    }
                     eprintln!("           left out {}: {why}", human(*bytes));
                 }
+                if no_root > 0 {
+                    eprintln!(
+                        "           left out {} of file pages: no --rootfs given",
+                        human(no_root)
+                    );
+                }
+                if w.left_out.dontdump > 0 {
+                    eprintln!(
+                        "           left out {}: mappings the process marked MADV_DONTDUMP (no data, as in a kernel core; --include-dontdump adds them)",
+                        human(w.left_out.dontdump)
+                    );
+                }
                 let unlisted = &w.left_out.unlisted_files;
-                if !unlisted.is_empty() {
+                if !unlisted.is_empty() && a.source.rootfs.is_some() {
                     let shown: Vec<&str> = unlisted.iter().take(3).map(String::as_str).collect();
                     let more = unlisted.len().saturating_sub(3);
                     eprintln!(
@@ -156,6 +213,11 @@ pub fn convert(a: &ConvertArgs) -> anyhow::Result<(Vec<Converted>, usize)> {
         }
     }
     if !done.is_empty() {
+        if a.source.rootfs.is_none() {
+            eprintln!(
+                "no --rootfs: the cores name no mapped files, so debuggers read none of this machine's in their place; symbols and the file pages CRIU did not save need the container's root filesystem (--rootfs DIR)"
+            );
+        }
         write_gdbinit(&a.output, a.source.rootfs.as_deref())?;
     }
     Ok((done, failed))
@@ -173,8 +235,16 @@ fn write_gdbinit(dir: &Path, rootfs: Option<&Path>) -> anyhow::Result<PathBuf> {
         "# Written by ck2core for the cores in this directory. Use it before the core loads:\n\
          #   gdb -ix THIS-FILE --core core.PID [EXECUTABLE]\n",
     );
-    if let Some(r) = rootfs {
-        init += &format!("set sysroot {}\n", abs(r).display());
+    match rootfs {
+        Some(r) => init += &format!("set sysroot {}\n", abs(r).display()),
+        None => {
+            // gdb opens the libraries the core's link map names under its sysroot,
+            // this machine's / by default. A sysroot where nothing exists keeps it
+            // from using this machine's libraries for the container's; the cores
+            // name no files, so gdb has nothing to warn about when opened as shown.
+            init += "# No --rootfs was given: nothing of the container's files is here.\n";
+            init += &format!("set sysroot {}\n", dir.join(NO_SYSROOT).display());
+        }
     }
     init += &format!("source {}\n", helper.display());
     let path = dir.join("gdbinit");

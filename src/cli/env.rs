@@ -12,8 +12,8 @@ pub struct EnvArgs {
     select: Select,
 }
 
-#[derive(Serialize)]
-struct Out {
+#[derive(Serialize, schemars::JsonSchema)]
+pub(super) struct Out {
     processes: Vec<Environment>,
 }
 

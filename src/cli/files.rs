@@ -13,7 +13,7 @@ pub struct FilesArgs {
     select: Select,
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, schemars::JsonSchema)]
 struct Mapped {
     path: String,
     build_id: Option<String>,
@@ -25,15 +25,15 @@ struct Mapped {
     unavailable_because: Option<String>,
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, schemars::JsonSchema)]
 struct Entry {
     #[serde(flatten)]
     files: ProcessFiles,
     mapped: Vec<Mapped>,
 }
 
-#[derive(Serialize)]
-struct Out {
+#[derive(Serialize, schemars::JsonSchema)]
+pub(super) struct Out {
     processes: Vec<Entry>,
 }
 

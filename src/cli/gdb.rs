@@ -44,6 +44,7 @@ pub fn run(a: GdbArgs) -> anyhow::Result<ExitCode> {
         output: dir,
         pids: vec![pid],
         force: true,
+        dump: Default::default(),
     };
     let (done, _) = convert(&args)?;
     let Some(core) = done.into_iter().next() else {

@@ -24,6 +24,7 @@ pub fn run(a: InfoArgs) -> anyhow::Result<()> {
     let c = info.container.as_ref();
     let title = c
         .and_then(|c| c.name.clone())
+        .or_else(|| info.image.as_ref().and_then(|i| i.container_name.clone()))
         .unwrap_or_else(|| info.checkpoint.clone());
     let mut root = Node::new(title);
     if let Some(c) = c {
@@ -39,6 +40,11 @@ pub fn run(a: InfoArgs) -> anyhow::Result<()> {
         field("Runtime", &c.runtime);
         field("Created", &c.created);
         field("Checkpointed", &c.checkpointed);
+        field("State", &c.state);
+        field("Started", &c.started);
+        field("Image ref", &c.image_ref);
+        field("Log path", &c.log_path);
+        field("Pid (on the host)", &c.host_pid.map(|p| p.to_string()));
         field("Pod", &c.pod);
         field("Namespace", &c.namespace);
         field("Hostname", &c.hostname);
@@ -67,13 +73,42 @@ pub fn run(a: InfoArgs) -> anyhow::Result<()> {
             }
         }
     }
+    if let Some(img) = &info.image {
+        let n = root.leaf(format!(
+            "Checkpoint image: {} ({})",
+            img.reference.as_deref().unwrap_or("untagged"),
+            img.format
+        ));
+        n.leaf(format!("Image ID: {}", img.id));
+        if let Some(d) = &img.manifest_digest {
+            n.leaf(format!("Manifest: {d}"));
+        }
+        if let Some(name) = &img.container_name {
+            n.leaf(format!("Container: {name}"));
+        }
+        let layers = n.leaf(format!("Layers: {}", img.layers.len()));
+        for l in &img.layers {
+            layers.leaf(format!("{} ({}, {})", l.name, l.compression, human(l.size)));
+        }
+        if !img.annotations.is_empty() {
+            let a = n.leaf("Annotations");
+            for (k, v) in &img.annotations {
+                a.leaf(format!("{k}={v}"));
+            }
+        }
+    }
     let size = root.leaf(format!("Checkpoint size: {}", human(info.checkpoint_size)));
     size.leaf(format!(
         "Memory pages size: {}",
         human(info.memory_pages_size)
     ));
     if let Some(d) = info.rootfs_diff_size {
-        let diff = root.leaf(format!("Root FS diff size: {}", human(d)));
+        let stored = info
+            .rootfs_diff_stored
+            .as_ref()
+            .map(|s| format!(" ({}, {} stored)", s.compression, human(s.size)))
+            .unwrap_or_default();
+        let diff = root.leaf(format!("Root FS diff size: {}{stored}", human(d)));
         if let Some(c) = c {
             for e in c.rootfs_diff.iter().filter(|e| e.kind != "dir") {
                 diff.leaf(format!("{} ({}, {})", e.path, e.kind, human(e.size)));
@@ -109,6 +144,34 @@ pub fn run(a: InfoArgs) -> anyhow::Result<()> {
             ));
         }
         st.leaf(format!("Pages written: {}", s.pages_written));
+    }
+    if let Some(c) = c.filter(|c| !c.bind_mounts.is_empty()) {
+        let m = root.leaf("Bind mounts");
+        for b in &c.bind_mounts {
+            let mut extra = Vec::new();
+            if let Some(t) = &b.file_type {
+                extra.push(t.clone());
+            }
+            if b.readonly == Some(true) {
+                extra.push("read-only".into());
+            }
+            let extra = if extra.is_empty() {
+                String::new()
+            } else {
+                format!("  ({})", extra.join(", "))
+            };
+            m.leaf(format!("{}  <-  {}{extra}", b.destination, b.source));
+        }
+    }
+    if let Some(log) = c.and_then(|c| c.log.as_ref()) {
+        let l = root.leaf(format!(
+            "Container log: {} ({})",
+            log.member,
+            human(log.size)
+        ));
+        for line in &log.tail {
+            l.leaf(line.clone());
+        }
     }
     if let Some(c) = c.filter(|c| !c.mounts.is_empty()) {
         let m = root.leaf("Mounts");

@@ -14,14 +14,14 @@ pub struct MapsArgs {
     mem: MemArgs,
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, schemars::JsonSchema)]
 struct ProcessMaps {
     pid: u32,
     maps: Vec<MapRow>,
 }
 
-#[derive(Serialize)]
-struct Out {
+#[derive(Serialize, schemars::JsonSchema)]
+pub(super) struct Out {
     processes: Vec<ProcessMaps>,
 }
 
@@ -60,7 +60,7 @@ pub fn run(a: MapsArgs) -> anyhow::Result<()> {
         outln!("process {} ({})", p.pid(), p.comm);
         for m in &pm.maps {
             outln!(
-                "{:012x}-{:012x} {} {:08x} {:<11} {:>6} page{}: {}",
+                "{:012x}-{:012x} {} {:08x} {:<11} {:>6} page{}: {}{}",
                 m.start.0,
                 m.end.0,
                 m.perms,
@@ -68,7 +68,8 @@ pub fn run(a: MapsArgs) -> anyhow::Result<()> {
                 serde_json::to_value(m.kind)?.as_str().unwrap_or(""),
                 m.pages.total,
                 if m.pages.total == 1 { "" } else { "s" },
-                sources(&m.pages)
+                sources(&m.pages),
+                if m.dontdump { "  DONTDUMP" } else { "" }
             );
             if !m.name.is_empty() {
                 outln!(

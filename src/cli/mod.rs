@@ -22,6 +22,7 @@ mod maps;
 mod ps;
 mod read;
 mod report;
+mod schema;
 mod search;
 mod threads;
 mod tree;
@@ -75,6 +76,8 @@ enum Command {
     /// What changed between two checkpoints, down to the page (exit 0 identical,
     /// 1 different, 2 trouble).
     Diff(diff::DiffArgs),
+    /// The JSON Schema of a command's --json output (docs/schema/).
+    Schema(schema::SchemaArgs),
 }
 
 /// How to open the checkpoint; shared by every command.
@@ -222,6 +225,7 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Convert(a) => return convert::run(a),
         Command::Gdb(a) => return gdb::run(a),
         Command::Diff(a) => return Ok(diff::run(a)),
+        Command::Schema(a) => return schema::run(a),
         Command::Info(a) => info::run(a)?,
         Command::Ps(a) => ps::run(a)?,
         Command::Threads(a) => threads::run(a)?,

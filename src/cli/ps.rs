@@ -15,8 +15,8 @@ pub struct PsArgs {
     json: bool,
 }
 
-#[derive(Serialize)]
-struct Out {
+#[derive(Serialize, schemars::JsonSchema)]
+pub(super) struct Out {
     processes: Vec<ProcessRow>,
 }
 

@@ -33,9 +33,17 @@ pub struct ReadArgs {
     mem: MemArgs,
 }
 
-#[derive(Serialize)]
-struct Regions {
-    regions: Vec<MemoryRead>,
+/// `read --json`: one read at ADDRESS, or every range a memory filter selects.
+#[derive(Serialize, schemars::JsonSchema)]
+#[serde(untagged)]
+pub enum Out {
+    /// ADDRESS LENGTH given.
+    One(MemoryRead),
+    /// No address: the ranges the filter selects, in order.
+    Regions {
+        /// One read per range.
+        regions: Vec<MemoryRead>,
+    },
 }
 
 pub fn run(a: ReadArgs) -> anyhow::Result<()> {
@@ -65,10 +73,12 @@ pub fn run(a: ReadArgs) -> anyhow::Result<()> {
         }
     };
     if a.json {
-        if a.address.is_some() {
-            return print_json(&reads[0]);
-        }
-        return print_json(&Regions { regions: reads });
+        let out = if a.address.is_some() {
+            Out::One(reads.into_iter().next().expect("one read"))
+        } else {
+            Out::Regions { regions: reads }
+        };
+        return print_json(&out);
     }
     if a.raw {
         let mut missing = 0;

@@ -34,8 +34,8 @@ pub struct SearchArgs {
     mem: MemArgs,
 }
 
-#[derive(Serialize)]
-struct Out {
+#[derive(Serialize, schemars::JsonSchema)]
+pub(super) struct Out {
     matches: Vec<Match>,
     truncated: bool,
 }

@@ -16,14 +16,14 @@ pub struct ThreadsArgs {
     regs: bool,
 }
 
-#[derive(Serialize)]
-struct Out {
+#[derive(Serialize, schemars::JsonSchema)]
+pub(super) struct Out {
     threads: Vec<ThreadRow>,
     zombies: Vec<Zombie>,
 }
 
 /// A zombie has no thread CRIU kept, so no row; it is listed on its own.
-#[derive(Serialize)]
+#[derive(Serialize, schemars::JsonSchema)]
 struct Zombie {
     pid: u32,
     comm: String,

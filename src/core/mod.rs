@@ -14,7 +14,8 @@ use std::os::unix::fs::{FileExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 
 use crate::error::{Error, Result};
-use crate::model::memory::{AddressSpace, Extent, MappedFile, Source, Vma, VmaKind};
+use crate::model::dump::DumpPolicy;
+use crate::model::memory::{AddressSpace, Extent, Source, Vma, VmaKind};
 use crate::model::Process;
 pub use layout::ElfLayout;
 use notes::Note;
@@ -47,9 +48,12 @@ pub struct Segment {
 pub struct LeftOut {
     /// Bytes missing, by reason.
     pub by_reason: BTreeMap<String, u64>,
-    /// Mapped files left out of NT_FILE because the given root does not have them
-    /// (or has different ones), so that gdb neither warns nor reads wrong bytes.
+    /// Mapped files left out of NT_FILE because they are not verified in the
+    /// container's root (or there is none), so that gdb neither warns nor reads
+    /// another file's bytes.
     pub unlisted_files: Vec<String>,
+    /// Bytes of mappings the process marked `MADV_DONTDUMP`, written without data.
+    pub dontdump: u64,
 }
 
 /// Choices about what goes into a core.
@@ -57,10 +61,8 @@ pub struct LeftOut {
 pub struct CoreOptions {
     /// Payload of the CK2CORE metadata note (JSON), if one is to be written.
     pub metadata: Option<Vec<u8>>,
-    /// List in NT_FILE only the files found and verified in the container root.
-    /// Right when a root was given: gdb will be pointed at the same root, and
-    /// would warn about, or misread, any file not there.
-    pub only_verified_files: bool,
+    /// Which memory gets its bytes, and which files NT_FILE names.
+    pub policy: DumpPolicy,
 }
 
 impl Segment {
@@ -117,21 +119,25 @@ impl Plan {
             .ok_or_else(|| Error::Usage(format!("process {} has no memory (zombie)", p.pid())))?;
         let mut left_out = LeftOut::default();
         let mut segments = Vec::new();
-        // A deleted file's name can't be opened by gdb; its content, if CRIU kept
-        // it, is dumped whole instead.
-        let keep = |f: &MappedFile| !f.deleted && (!opts.only_verified_files || f.content.is_ok());
+        let policy = &opts.policy;
         for vma in &mem.vmas {
-            plan_vma(mem, vma, &keep, &mut segments, &mut left_out);
+            plan_vma(mem, vma, policy, &mut segments, &mut left_out);
         }
         for v in &mem.vmas {
-            if let Some(f) = v.file.as_ref().filter(|f| !f.deleted && !keep(f)) {
+            // A deleted file's name can't be opened by anyone: not worth a mention.
+            let unlisted = v
+                .file
+                .as_ref()
+                .filter(|f| !f.deleted)
+                .filter(|f| policy.file_name(f).is_none());
+            if let Some(f) = unlisted {
                 if !left_out.unlisted_files.contains(&f.path) {
                     left_out.unlisted_files.push(f.path.clone());
                 }
             }
         }
         let layout = p.arch.layout();
-        let mut notes = encode_notes(p, mem, layout, keep)?;
+        let mut notes = encode_notes(p, mem, layout, policy)?;
         if let Some(m) = &opts.metadata {
             // Last, after every thread's notes, so it can't be taken for a thread's.
             Note {
@@ -343,52 +349,8 @@ impl Drop for RemoveOnDrop {
     }
 }
 
-/// Which part of a VMA goes into the core, following the kernel's default
-/// coredump_filter (0x33) where CRIU's data allows: anonymous and shared memory
-/// whole, private file mappings whole if the process wrote to them (else just the
-/// ELF header page, for build-id matching), shared file mappings and [vvar] not at
-/// all. Unlike the kernel, untouched readable anonymous memory is included as holes,
-/// so gdb reads the zeros the process would have read, and mappings of deleted files
-/// are included whole from CRIU's ghost copy, since gdb cannot open them.
-fn dump_end(mem: &AddressSpace, vma: &Vma) -> u64 {
-    let whole = vma.end;
-    match vma.kind {
-        VmaKind::File | VmaKind::SharedFile
-            if vma
-                .file
-                .as_ref()
-                .is_some_and(|f| f.deleted && f.content.is_ok()) =>
-        {
-            whole
-        }
-        VmaKind::Vvar | VmaKind::Vsyscall | VmaKind::Other | VmaKind::SharedFile => vma.start,
-        VmaKind::Vdso | VmaKind::Memfd | VmaKind::Shared | VmaKind::Sysv => whole,
-        VmaKind::Anon | VmaKind::Heap | VmaKind::Stack => {
-            if vma.readable() || mem.has_saved_pages(vma) {
-                whole
-            } else {
-                vma.start
-            }
-        }
-        VmaKind::File => {
-            if mem.has_saved_pages(vma) {
-                whole
-            } else if vma.pgoff == 0 && vma.readable() && starts_with_elf_header(mem, vma) {
-                vma.start + mem.page_size.min(vma.len())
-            } else {
-                vma.start
-            }
-        }
-    }
-}
-
-fn starts_with_elf_header(mem: &AddressSpace, vma: &Vma) -> bool {
-    let mut magic = [0u8; 4];
-    matches!(mem.read(vma.start, &mut magic), Ok(m) if m.is_empty()) && &magic == b"\x7fELF"
-}
-
 /// Turns one VMA into PT_LOADs: normally one, whose file bytes are the VMA's
-/// content (the part [`dump_end`] chooses) and whose p_memsz covers the whole VMA.
+/// content (the part the policy chooses) and whose p_memsz covers the whole VMA.
 ///
 /// gdb reads an address covered by p_memsz but not by file bytes from the file
 /// NT_FILE names for it, and failing that as zeros. That is right for untouched
@@ -396,21 +358,35 @@ fn starts_with_elf_header(mem: &AddressSpace, vma: &Vma) -> bool {
 /// bytes that no source has and that gdb cannot fetch from a listed file are left
 /// out of every segment (the segment ends there and a new one starts after), and
 /// gdb reports them as unreadable, as it would for any unmapped address.
+///
+/// A `MADV_DONTDUMP` mapping is one PT_LOAD with p_filesz 0, as the kernel
+/// writes it: the range stays visible, with no data.
 fn plan_vma(
     mem: &AddressSpace,
     vma: &Vma,
-    listed: &dyn Fn(&MappedFile) -> bool,
+    policy: &DumpPolicy,
     out: &mut Vec<Segment>,
     left_out: &mut LeftOut,
 ) {
     let flags = (vma.prot & 1) << 2 | (vma.prot & 2) | (vma.prot & 4) >> 2;
+    let choice = policy.vma(mem, vma);
+    if choice.dontdump {
+        left_out.dontdump += vma.len();
+        let mut s = Segment::new(vma.start, flags);
+        s.memsz = vma.len();
+        out.push(s);
+        return;
+    }
     // gdb reads what the listed file holds there: the truth, or "unavailable".
     let from_file = matches!(vma.kind, VmaKind::File | VmaKind::SharedFile)
-        && vma.file.as_deref().is_some_and(listed);
+        && vma
+            .file
+            .as_ref()
+            .is_some_and(|f| policy.file_name(f).is_some());
     // Memory we chose not to dump reads as zeros in gdb, which is the truth for
     // anonymous memory (never touched, or unreadable to the process anyway).
     let anon = matches!(vma.kind, VmaKind::Anon | VmaKind::Heap | VmaKind::Stack);
-    let end = dump_end(mem, vma);
+    let end = choice.content_end;
     let mut parts = if end > vma.start {
         mem.extents(vma, vma.start, end)
     } else {
@@ -467,7 +443,7 @@ fn encode_notes(
     p: &Process,
     mem: &AddressSpace,
     layout: ElfLayout,
-    keep: impl Fn(&MappedFile) -> bool,
+    policy: &DumpPolicy,
 ) -> Result<Vec<u8>> {
     let args_len = p.layout.arg_end.saturating_sub(p.layout.arg_start).min(79) as usize;
     let mut args = vec![0u8; args_len];
@@ -485,7 +461,7 @@ fn encode_notes(
             list.push(notes::prpsinfo(p, &args, layout));
             list.push(notes::siginfo(p, layout));
             list.push(notes::auxv(p, layout));
-            list.push(notes::nt_file(p, layout, &keep));
+            list.push(notes::nt_file(p, layout, policy));
         }
         list.extend(notes::thread_regsets(p, t));
     }

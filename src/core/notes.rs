@@ -3,7 +3,8 @@
 //! structures are those of include/linux/elfcore.h built for a 32-bit ABI).
 
 use super::ElfLayout;
-use crate::model::memory::{MappedFile, VmaKind};
+use crate::model::dump::DumpPolicy;
+use crate::model::memory::VmaKind;
 use crate::model::{Process, TaskState, Thread};
 
 /// NT_PRSTATUS
@@ -155,10 +156,10 @@ pub fn auxv(p: &Process, l: ElfLayout) -> Note {
     }
 }
 
-/// NT_FILE: every mapping of a regular file, in address order, for which `keep` is
-/// true. Shared memory (memfd, /dev/zero, SysV) is left out: its content is in the
+/// NT_FILE: every mapping of a regular file the policy lists, in address order,
+/// under the name it gives. Shared memory (memfd, /dev/zero, SysV) is left out: its content is in the
 /// core, and gdb would only warn that it cannot open such a file.
-pub fn nt_file(p: &Process, l: ElfLayout, keep: impl Fn(&MappedFile) -> bool) -> Note {
+pub fn nt_file(p: &Process, l: ElfLayout, policy: &DumpPolicy) -> Note {
     let mut entries = Vec::new();
     let mut names = Vec::new();
     let mut count = 0u64;
@@ -167,13 +168,13 @@ pub fn nt_file(p: &Process, l: ElfLayout, keep: impl Fn(&MappedFile) -> bool) ->
         let (VmaKind::File | VmaKind::SharedFile) = v.kind else {
             continue;
         };
-        let Some(f) = v.file.as_ref().filter(|f| keep(f)) else {
+        let Some(name) = v.file.as_ref().and_then(|f| policy.file_name(f)) else {
             continue;
         };
         l.word_push(&mut entries, v.start);
         l.word_push(&mut entries, v.end);
         l.word_push(&mut entries, v.pgoff / ps);
-        names.extend_from_slice(f.path.as_bytes());
+        names.extend_from_slice(name.as_bytes());
         names.push(0);
         count += 1;
     }

@@ -8,11 +8,12 @@ use std::collections::BTreeMap;
 use serde::Serialize;
 use serde_json::Value;
 
+use crate::archive::oci::{whiteout, Whiteout};
 use crate::archive::Archive;
 use crate::images::{magic, pb, Image, MAX_IMAGE};
 
 /// The container a checkpoint came from.
-#[derive(Debug, Clone, Default, Serialize)]
+#[derive(Debug, Clone, Default, Serialize, schemars::JsonSchema)]
 pub struct Container {
     /// "Podman", "CRI-O" or "containerd".
     pub engine: Option<String>,
@@ -48,10 +49,54 @@ pub struct Container {
     pub rootfs_diff: Vec<DiffEntry>,
     /// Files the container deleted (deleted.files).
     pub deleted_files: Vec<String>,
+    /// CRI state at checkpoint time: `created`, `running`, `exited` or `unknown`
+    /// (containerd's status.dump).
+    pub state: Option<String>,
+    /// When the container started (containerd's status.dump or status), RFC 3339.
+    pub started: Option<String>,
+    /// The image reference the runtime resolved (containerd's status.dump `image_ref`).
+    pub image_ref: Option<String>,
+    /// The container log's path on the host (containerd's status.dump `log_path`,
+    /// CRI-O's `io.kubernetes.cri-o.LogPath` annotation).
+    pub log_path: Option<String>,
+    /// The container's init process as the host saw it (containerd's status `Pid`).
+    pub host_pid: Option<u64>,
+    /// Bind mounts the engine set up (CRI-O's bind.mounts, containerd's status.dump
+    /// `mounts`).
+    pub bind_mounts: Vec<BindMount>,
+    /// The container log saved in the archive, if any.
+    pub log: Option<ContainerLog>,
 }
 
+/// A bind mount from the host into the container.
+#[derive(Debug, Clone, Default, Serialize, schemars::JsonSchema)]
+pub struct BindMount {
+    /// Mount point in the container.
+    pub destination: String,
+    /// Path on the host.
+    pub source: String,
+    /// `file` or `directory` (CRI-O), if recorded.
+    pub file_type: Option<String>,
+    /// Mounted read-only, if recorded.
+    pub readonly: Option<bool>,
+}
+
+/// The container's log as the archive carries it.
+#[derive(Debug, Clone, Serialize, schemars::JsonSchema)]
+pub struct ContainerLog {
+    /// Archive member (`ctr.log`, `container.log`, `io.kubernetes.cri-o.LogPath`).
+    pub member: String,
+    /// Size in bytes.
+    pub size: u64,
+    /// Its last lines (at most [`LOG_TAIL_LINES`], from its last 64 KiB).
+    pub tail: Vec<String>,
+}
+
+/// How many lines of the container log `info` shows.
+pub const LOG_TAIL_LINES: usize = 10;
+
 /// One network interface.
-#[derive(Debug, Clone, Default, Serialize)]
+#[derive(Debug, Clone, Default, Serialize, schemars::JsonSchema)]
 pub struct Network {
     /// Network name (Podman), if known.
     pub network: Option<String>,
@@ -66,7 +111,7 @@ pub struct Network {
 }
 
 /// One mount of the OCI spec.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, schemars::JsonSchema)]
 pub struct Mount {
     /// Mount point in the container.
     pub destination: String,
@@ -78,7 +123,7 @@ pub struct Mount {
 }
 
 /// One entry of rootfs-diff.tar.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, schemars::JsonSchema)]
 pub struct DiffEntry {
     /// Path in the container (with a leading `/`).
     pub path: String,
@@ -89,7 +134,7 @@ pub struct DiffEntry {
 }
 
 /// CRIU's dump statistics (stats-dump).
-#[derive(Debug, Clone, Copy, Default, Serialize)]
+#[derive(Debug, Clone, Copy, Default, Serialize, schemars::JsonSchema)]
 pub struct DumpStats {
     /// Microseconds spent freezing the tasks.
     pub freezing_time: u32,
@@ -204,16 +249,132 @@ impl Container {
                 c.namespace = ann("io.kubernetes.cri.sandbox-namespace");
             }
         }
+        if let Some(st) = json(archive, "status.dump") {
+            cri_status(&mut c, &st);
+        }
+        if let Some(st) = json(archive, "status") {
+            c.host_pid = st.get("Pid").and_then(Value::as_u64).filter(|p| *p > 0);
+            if c.started.is_none() {
+                c.started = st
+                    .get("StartedAt")
+                    .and_then(Value::as_i64)
+                    .and_then(rfc3339_from_nanos);
+            }
+        }
+        if engine == "CRI-O" {
+            c.log_path = ann("io.kubernetes.cri-o.LogPath");
+        }
+        if let Some(Value::Array(list)) = json(archive, "bind.mounts") {
+            c.bind_mounts.extend(list.iter().map(|m| BindMount {
+                destination: s(m, "destination").unwrap_or_default(),
+                source: s(m, "source").unwrap_or_default(),
+                file_type: s(m, "file_type"),
+                readonly: None,
+            }));
+        }
+        c.log = container_log(archive);
         c.annotations = annotations;
-        c.rootfs_diff = rootfs_diff(archive);
+        let (diff, whiteouts) = rootfs_diff(archive);
+        c.rootfs_diff = diff;
         if let Some(Value::Array(list)) = json(archive, "deleted.files") {
             c.deleted_files = list
                 .iter()
                 .filter_map(|v| v.as_str().map(str::to_string))
                 .collect();
         }
+        c.deleted_files.extend(whiteouts);
         Some(c)
     }
+}
+
+/// What containerd's `status.dump` (a CRI `ContainerStatus` marshalled by Go's
+/// encoding/json: snake_case keys, enums as numbers, times in Unix nanoseconds) adds.
+fn cri_status(c: &mut Container, st: &Value) {
+    c.state = st.get("state").and_then(Value::as_u64).map(|n| {
+        match n {
+            0 => "created",
+            1 => "running",
+            2 => "exited",
+            _ => "unknown",
+        }
+        .to_string()
+    });
+    c.started = st
+        .get("started_at")
+        .and_then(Value::as_i64)
+        .and_then(rfc3339_from_nanos);
+    c.image_ref = s(st, "image_ref");
+    c.log_path = s(st, "log_path");
+    if let Some(Value::Array(list)) = st.get("mounts") {
+        c.bind_mounts.extend(list.iter().map(|m| BindMount {
+            destination: s(m, "container_path").unwrap_or_default(),
+            source: s(m, "host_path").unwrap_or_default(),
+            file_type: None,
+            readonly: Some(m.get("readonly").and_then(Value::as_bool).unwrap_or(false)),
+        }));
+    }
+}
+
+/// Unix nanoseconds as RFC 3339 UTC (`2026-11-29T18:54:47.435424435Z`); `None` for
+/// zero (Go's "not set") and negative times.
+pub fn rfc3339_from_nanos(ns: i64) -> Option<String> {
+    // i64 nanoseconds end in 2262, so the year always has four digits.
+    if ns <= 0 {
+        return None;
+    }
+    let secs = ns / 1_000_000_000;
+    let frac = ns % 1_000_000_000;
+    let (days, rem) = (secs / 86_400, secs % 86_400);
+    // Howard Hinnant's civil_from_days.
+    let z = days + 719_468;
+    let era = z / 146_097;
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = doy - (153 * mp + 2) / 5 + 1;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 };
+    let y = yoe + era * 400 + i64::from(m <= 2);
+    let mut out = format!(
+        "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}",
+        rem / 3600,
+        rem % 3600 / 60,
+        rem % 60
+    );
+    if frac != 0 {
+        let f = format!("{frac:09}");
+        out.push('.');
+        out.push_str(f.trim_end_matches('0'));
+    }
+    out.push('Z');
+    Some(out)
+}
+
+/// The container log members the engines write: Podman's `ctr.log`, containerd's
+/// `container.log`, and CRI-O's, named after the annotation that gives its path.
+const LOG_MEMBERS: [&str; 3] = ["ctr.log", "container.log", "io.kubernetes.cri-o.LogPath"];
+
+fn container_log(archive: &Archive) -> Option<ContainerLog> {
+    let m = LOG_MEMBERS.iter().find_map(|n| archive.member(n))?;
+    let mut tail = Vec::new();
+    if let Ok(blob) = m.open() {
+        let take = m.size.min(64 << 10);
+        let mut buf = vec![0u8; take as usize];
+        if blob.read_exact_at(m.size - take, &mut buf).is_ok() {
+            let text = String::from_utf8_lossy(&buf);
+            let mut lines: Vec<&str> = text.lines().collect();
+            if take < m.size && !lines.is_empty() {
+                lines.remove(0); // cut in the middle
+            }
+            let from = lines.len().saturating_sub(LOG_TAIL_LINES);
+            tail = lines[from..].iter().map(|l| l.to_string()).collect();
+        }
+    }
+    Some(ContainerLog {
+        member: m.name.clone(),
+        size: m.size,
+        tail,
+    })
 }
 
 fn podman_networks(status: Option<&Value>) -> Vec<Network> {
@@ -254,22 +415,29 @@ fn podman_networks(status: Option<&Value>) -> Vec<Network> {
     out
 }
 
-fn rootfs_diff(archive: &Archive) -> Vec<DiffEntry> {
+/// The entries of rootfs-diff.tar, and the paths its whiteouts delete (containerd's
+/// diff is an OCI layer: deletions are `.wh.` entries, not deleted.files).
+fn rootfs_diff(archive: &Archive) -> (Vec<DiffEntry>, Vec<String>) {
     let Some(blob) = archive
         .member("rootfs-diff.tar")
         .and_then(|m| m.open().ok())
     else {
-        return Vec::new();
+        return (Vec::new(), Vec::new());
     };
     let mut out = Vec::new();
-    crate::rootfs::walk_tar(&blob, &mut |e| {
-        out.push(DiffEntry {
+    let mut deleted = Vec::new();
+    crate::rootfs::walk_tar(&blob, &mut |e| match whiteout(e.path) {
+        Some(Whiteout::Entry(p)) => deleted.push(format!("/{p}")),
+        Some(Whiteout::Opaque(d)) => {
+            deleted.push(format!("/{d}/* (opaque: the image's files there)"))
+        }
+        None => out.push(DiffEntry {
             path: format!("/{}", e.path),
             kind: e.kind.to_string(),
             size: e.size,
-        });
+        }),
     });
-    out
+    (out, deleted)
 }
 
 /// Reads CRIU's stats-dump, wherever the archive has it.

@@ -9,7 +9,7 @@ use serde::Serialize;
 use crate::images::{pb, ByteOrder};
 
 /// One open descriptor.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, schemars::JsonSchema)]
 pub struct Fd {
     /// Descriptor number.
     pub fd: u32,
@@ -20,7 +20,7 @@ pub struct Fd {
 }
 
 /// What a descriptor refers to.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, schemars::JsonSchema)]
 #[serde(tag = "type", rename_all = "lowercase")]
 pub enum OpenFile {
     /// A regular file, directory or device.
@@ -121,7 +121,7 @@ pub enum OpenFile {
 }
 
 /// Files of one process.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, schemars::JsonSchema)]
 pub struct ProcessFiles {
     /// Pid.
     pub pid: u32,

@@ -62,7 +62,7 @@ pub mod pe {
 }
 
 /// What a VMA is, for the core writer and for people.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, schemars::JsonSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum VmaKind {
     /// Private anonymous memory other than heap and stack.
@@ -137,6 +137,20 @@ pub struct FileData {
     pub size: u64,
     /// (offset, bytes), sorted and disjoint.
     pub chunks: Vec<(u64, Blob)>,
+    /// Where the file is in the container's root directory, when it came from
+    /// there (not from `rootfs-diff.tar` or a ghost image).
+    pub in_root: Option<InRoot>,
+}
+
+/// A verified file's place in the root directory on this machine.
+#[derive(Debug, Clone)]
+pub struct InRoot {
+    /// Absolute path of the file (symbolic links resolved).
+    pub path: std::path::PathBuf,
+    /// ROOT/CONTAINER-PATH reaches this same file when followed as this machine
+    /// follows links (as gdb does with its sysroot): false when the way there
+    /// crosses a link that points out of the root.
+    pub by_container_path: bool,
 }
 
 impl FileData {
@@ -145,6 +159,7 @@ impl FileData {
         FileData {
             size: blob.len(),
             chunks: vec![(0, blob)],
+            in_root: None,
         }
     }
 }
@@ -250,7 +265,7 @@ pub enum Source {
 }
 
 /// Which kind of storage bytes came from.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, schemars::JsonSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum Origin {
     /// The dump's pages file.

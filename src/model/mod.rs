@@ -6,6 +6,7 @@
 //! and never stops the others.
 
 pub mod container;
+pub mod dump;
 pub mod files;
 pub mod filter;
 pub mod memory;
@@ -44,7 +45,7 @@ const MAX_VMAS: usize = 1 << 20;
 const MAX_THREADS: usize = 1 << 16;
 
 /// Process state as CRIU records it (`task_core_entry.task_state`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, schemars::JsonSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum TaskState {
     /// Running or sleeping.
@@ -82,7 +83,7 @@ impl TaskState {
 }
 
 /// One entry of the process tree.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, schemars::JsonSchema)]
 pub struct TreeEntry {
     /// Pid inside the container's pid namespace.
     pub pid: u32,
@@ -97,7 +98,7 @@ pub struct TreeEntry {
 }
 
 /// Credentials of a thread.
-#[derive(Debug, Clone, Copy, Default, Serialize)]
+#[derive(Debug, Clone, Copy, Default, Serialize, schemars::JsonSchema)]
 pub struct Creds {
     /// Real, effective, saved, filesystem user ids.
     pub uid: [u32; 4],
@@ -139,7 +140,7 @@ pub struct Thread {
 }
 
 /// Memory layout fields of `mm_entry`.
-#[derive(Debug, Clone, Copy, Default, Serialize)]
+#[derive(Debug, Clone, Copy, Default, Serialize, schemars::JsonSchema)]
 pub struct MmLayout {
     /// Start of argv strings.
     pub arg_start: u64,
@@ -830,7 +831,11 @@ impl Checkpoint {
             let size = head
                 .size
                 .unwrap_or_else(|| chunks.last().map_or(0, |(o, b)| o + b.len()));
-            Ok(FileData { size, chunks })
+            Ok(FileData {
+                size,
+                chunks,
+                in_root: None,
+            })
         };
         load().map_err(|e| format!("deleted while mapped; its ghost image is unusable: {e}"))
     }

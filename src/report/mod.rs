@@ -29,7 +29,7 @@ pub struct ReportOptions {
 }
 
 /// The whole report.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, schemars::JsonSchema)]
 pub struct Report {
     /// Schema version.
     pub version: u32,
@@ -40,7 +40,7 @@ pub struct Report {
 }
 
 /// One process.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, schemars::JsonSchema)]
 pub struct ProcessReport {
     /// Pid.
     pub pid: u32,
@@ -66,7 +66,7 @@ pub struct ProcessReport {
 }
 
 /// One thread.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, schemars::JsonSchema)]
 pub struct ThreadReport {
     /// Thread facts and general registers, as `ck2core threads --regs --json`.
     #[serde(flatten)]
@@ -80,7 +80,7 @@ pub struct ThreadReport {
 }
 
 /// One frame of a backtrace.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, schemars::JsonSchema)]
 pub struct Frame {
     /// Index, as gdb numbers frames.
     pub frame: usize,
@@ -109,7 +109,7 @@ pub struct Frame {
 }
 
 /// One word of stack memory.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, schemars::JsonSchema)]
 pub struct StackWord {
     /// Address.
     pub address: Hex,
@@ -120,7 +120,7 @@ pub struct StackWord {
 }
 
 /// One mapped ELF file.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, schemars::JsonSchema)]
 pub struct ModuleRow {
     /// Path in the container, or `[vdso]`.
     pub path: String,

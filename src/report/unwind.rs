@@ -18,7 +18,7 @@ use crate::core::layout::ElfLayout;
 use crate::model::memory::AddressSpace;
 
 /// How a frame's pc and sp were found.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, schemars::JsonSchema)]
 pub enum Trust {
     /// From a full register context: the saved thread, or a signal frame.
     #[serde(rename = "context")]

@@ -9,7 +9,7 @@ use crate::model::memory::{AddressSpace, Origin, Source, Vma, VmaKind};
 use crate::model::Process;
 
 /// Page counts of a mapping by source.
-#[derive(Debug, Default, Clone, Copy, Serialize)]
+#[derive(Debug, Default, Clone, Copy, Serialize, schemars::JsonSchema)]
 pub struct PageCounts {
     /// Pages in the mapping.
     pub total: u64,
@@ -28,7 +28,7 @@ pub struct PageCounts {
 }
 
 /// One mapping (`ck2core maps`).
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, schemars::JsonSchema)]
 pub struct MapRow {
     /// Start address.
     pub start: Hex,
@@ -47,6 +47,8 @@ pub struct MapRow {
     pub build_id: Option<String>,
     /// Where its pages come from.
     pub pages: PageCounts,
+    /// The process marked it `MADV_DONTDUMP`: cores leave its bytes out by default.
+    pub dontdump: bool,
 }
 
 /// Permissions as /proc/PID/maps shows them: `rwxp`, `r--s`.
@@ -112,13 +114,14 @@ pub fn maps(p: &Process, filter: &MemFilter) -> Vec<MapRow> {
                     .filter(|f| !f.build_id.is_empty())
                     .map(|f| crate::rootfs::hex(&f.build_id)),
                 pages: c,
+                dontdump: v.dontdump(),
             }
         })
         .collect()
 }
 
 /// argv and environment of a process (`ck2core env`).
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, schemars::JsonSchema)]
 pub struct Environment {
     /// Pid.
     pub pid: u32,
@@ -147,8 +150,22 @@ impl Serialize for HexBytes {
     }
 }
 
+impl schemars::JsonSchema for HexBytes {
+    fn schema_name() -> std::borrow::Cow<'static, str> {
+        "HexBytes".into()
+    }
+
+    fn json_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
+        schemars::json_schema!({
+            "description": "Bytes: two lower-case hex digits each, no prefix.",
+            "type": "string",
+            "pattern": "^([0-9a-f]{2})*$"
+        })
+    }
+}
+
 /// A range of addresses the checkpoint has no bytes for.
-#[derive(Debug, Clone, Copy, Serialize)]
+#[derive(Debug, Clone, Copy, Serialize, schemars::JsonSchema)]
 pub struct Range {
     /// Start address.
     pub start: Hex,
@@ -159,7 +176,7 @@ pub struct Range {
 }
 
 /// Why a range of a read has no bytes.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, schemars::JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum Gap {
     /// No mapping covers it.
@@ -171,7 +188,7 @@ pub enum Gap {
 }
 
 /// A read of process memory (`ck2core read`).
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, schemars::JsonSchema)]
 pub struct MemoryRead {
     /// Pid.
     pub pid: u32,
@@ -320,7 +337,7 @@ impl Pattern {
 }
 
 /// One match (`ck2core search`).
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, schemars::JsonSchema)]
 pub struct Match {
     /// Pid.
     pub pid: u32,

@@ -8,6 +8,7 @@ pub mod memory;
 use serde::{Serialize, Serializer};
 
 use crate::arch::{Arch, Registers};
+use crate::archive::CheckpointImage;
 use crate::model::container::{dump_stats, Container, DumpStats};
 use crate::model::{Checkpoint, Process};
 
@@ -21,6 +22,20 @@ impl Serialize for Hex {
     }
 }
 
+impl schemars::JsonSchema for Hex {
+    fn schema_name() -> std::borrow::Cow<'static, str> {
+        "Hex".into()
+    }
+
+    fn json_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
+        schemars::json_schema!({
+            "description": "A machine word: `0x` and lower-case hex digits.",
+            "type": "string",
+            "pattern": "^0x[0-9a-f]+$"
+        })
+    }
+}
+
 impl std::fmt::Display for Hex {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         write!(f, "{:#x}", self.0)
@@ -28,11 +43,11 @@ impl std::fmt::Display for Hex {
 }
 
 /// Container and checkpoint summary (`ck2core info`).
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, schemars::JsonSchema)]
 pub struct Info {
     /// The input as named.
     pub checkpoint: String,
-    /// tar, tar.gz, tar.zst or directory.
+    /// tar, tar.gz, tar.zst, directory, oci-layout, oci-archive or docker-archive.
     pub format: &'static str,
     /// CRIU image format version.
     pub criu_image_version: Option<u32>,
@@ -46,12 +61,25 @@ pub struct Info {
     pub checkpoint_size: u64,
     /// Size of the memory pages files.
     pub memory_pages_size: u64,
-    /// Size of rootfs-diff.tar, if any.
+    /// Size of rootfs-diff.tar, if any (decompressed, when it was stored compressed).
     pub rootfs_diff_size: Option<u64>,
+    /// How rootfs-diff.tar was stored, when it was compressed (containerd).
+    pub rootfs_diff_stored: Option<Stored>,
     /// CRIU dump statistics.
     pub dump_stats: Option<DumpStats>,
     /// Container metadata, if the archive has any.
     pub container: Option<Container>,
+    /// The checkpoint image the checkpoint came in, if it came as one.
+    pub image: Option<CheckpointImage>,
+}
+
+/// How a member was stored, when ck2core read it decompressed.
+#[derive(Debug, Clone, Serialize, schemars::JsonSchema)]
+pub struct Stored {
+    /// `gzip` or `zstd`.
+    pub compression: &'static str,
+    /// Stored (compressed) size in bytes.
+    pub size: u64,
 }
 
 /// Builds [`Info`].
@@ -85,13 +113,18 @@ pub fn info(ck: &Checkpoint) -> Info {
         checkpoint_size,
         memory_pages_size,
         rootfs_diff_size: archive.member("rootfs-diff.tar").map(|m| m.size),
+        rootfs_diff_stored: archive
+            .member("rootfs-diff.tar")
+            .and_then(|m| m.stored)
+            .map(|(compression, size)| Stored { compression, size }),
         dump_stats: dump_stats(archive, prefix),
         container: Container::read(archive),
+        image: archive.image().cloned(),
     }
 }
 
 /// One process (`ck2core ps`).
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, schemars::JsonSchema)]
 pub struct ProcessRow {
     /// Pid.
     pub pid: u32,
@@ -153,7 +186,7 @@ pub fn processes(ck: &Checkpoint) -> Vec<ProcessRow> {
 }
 
 /// The system call a thread was blocked in.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, schemars::JsonSchema)]
 pub struct Syscall {
     /// Number.
     pub number: u64,
@@ -196,8 +229,27 @@ impl Serialize for RegisterGroups {
     }
 }
 
+impl schemars::JsonSchema for RegisterGroups {
+    fn schema_name() -> std::borrow::Cow<'static, str> {
+        "RegisterGroups".into()
+    }
+
+    fn json_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
+        // Group and register names depend on the architecture (docs/json.md); the
+        // values are always hex words.
+        schemars::json_schema!({
+            "description": "Register groups (general, float, vector, ...), each register name -> `0x` hex value.",
+            "type": "object",
+            "additionalProperties": {
+                "type": "object",
+                "additionalProperties": {"type": "string", "pattern": "^0x[0-9a-f]+$"}
+            }
+        })
+    }
+}
+
 /// One thread (`ck2core threads`).
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, schemars::JsonSchema)]
 pub struct ThreadRow {
     /// Process id.
     pub pid: u32,
@@ -274,7 +326,7 @@ pub const CORE_METADATA_VERSION: u32 = 1;
 
 /// What ck2core stores in each core about its process and container, for the gdb
 /// helper: CRIU knows it, an ELF core has no place for it.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, schemars::JsonSchema)]
 pub struct CoreMetadata {
     /// Format version.
     pub version: u32,
@@ -300,7 +352,7 @@ pub struct CoreMetadata {
 }
 
 /// Credentials: ids and capability sets.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, schemars::JsonSchema)]
 pub struct CredsView {
     /// uid, euid, suid, fsuid.
     pub uid: [u32; 4],
@@ -311,7 +363,7 @@ pub struct CredsView {
 }
 
 /// The capability sets of a thread, each as capability names.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, schemars::JsonSchema)]
 pub struct CapsView {
     /// Effective.
     pub effective: Vec<String>,
@@ -380,7 +432,7 @@ pub fn capability_names(mask: u64) -> Vec<String> {
 }
 
 /// One cgroup of a process.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, schemars::JsonSchema)]
 pub struct CgroupView {
     /// Controllers (comma-separated, empty for the cgroup v2 hierarchy).
     pub controllers: String,

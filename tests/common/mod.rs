@@ -497,8 +497,15 @@ pub fn assert_threads_regs_match_gdb(checkpoint: &Path, gdb: &str, groups: &[&st
 impl synth::Foreign {
     /// Converts the images in `dir` into `cores/` beside it; returns the core's path.
     pub fn convert(&self, dir: &Path) -> PathBuf {
+        self.convert_with(dir, &[])
+    }
+
+    /// [`Self::convert`] with more arguments for ck2core.
+    pub fn convert_with(&self, dir: &Path, args: &[&str]) -> PathBuf {
         let out = dir.parent().unwrap().join("cores");
-        ck2core_ok(&[dir.to_str().unwrap(), "-o", out.to_str().unwrap()]);
+        let mut all = vec![dir.to_str().unwrap(), "-o", out.to_str().unwrap()];
+        all.extend(args);
+        ck2core_ok(&all);
         out.join(format!("core.{}", self.pid))
     }
 

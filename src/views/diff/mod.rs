@@ -42,7 +42,7 @@ pub struct DiffOptions {
 }
 
 /// One value that differs: what, and its value on each side (`None`: absent there).
-#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Serialize, PartialEq, Eq, schemars::JsonSchema)]
 pub struct Change {
     /// What changed, e.g. `state`, `uid`, `syscall`, `rip`.
     pub what: String,
@@ -67,7 +67,7 @@ fn change(
 
 /// Entries keyed by name (files of rootfs-diff.tar, descriptors, variables): those
 /// only in B, only in A, and those whose value differs.
-#[derive(Debug, Default, Serialize)]
+#[derive(Debug, Default, Serialize, schemars::JsonSchema)]
 pub struct Entries {
     /// Only in B: `key: value`.
     pub added: Vec<Change>,
@@ -114,7 +114,7 @@ impl Entries {
 }
 
 /// A process as listed among those added or removed.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, schemars::JsonSchema)]
 pub struct ProcessId {
     /// Pid.
     pub pid: u32,
@@ -127,7 +127,7 @@ pub struct ProcessId {
 }
 
 /// A thread as listed among those added or removed.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, schemars::JsonSchema)]
 pub struct ThreadId {
     /// Thread id.
     pub tid: u32,
@@ -136,7 +136,7 @@ pub struct ThreadId {
 }
 
 /// A thread present on both sides that changed.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, schemars::JsonSchema)]
 pub struct ThreadDiff {
     /// Tid in A.
     pub a_tid: u32,
@@ -149,7 +149,7 @@ pub struct ThreadDiff {
 }
 
 /// Threads of a process pair.
-#[derive(Debug, Default, Serialize)]
+#[derive(Debug, Default, Serialize, schemars::JsonSchema)]
 pub struct ThreadsDiff {
     /// Only in B.
     pub added: Vec<ThreadId>,
@@ -160,7 +160,7 @@ pub struct ThreadsDiff {
 }
 
 /// A mapping as listed in a diff.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, schemars::JsonSchema)]
 pub struct MappingId {
     /// Start address.
     pub start: Hex,
@@ -187,7 +187,7 @@ impl MappingId {
 }
 
 /// A mapping present on both sides whose description changed.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, schemars::JsonSchema)]
 pub struct MappingDiff {
     /// The mapping in A.
     pub a: MappingId,
@@ -198,7 +198,7 @@ pub struct MappingDiff {
 }
 
 /// Mappings of a process pair.
-#[derive(Debug, Default, Serialize)]
+#[derive(Debug, Default, Serialize, schemars::JsonSchema)]
 pub struct MappingsDiff {
     /// Only in B.
     pub added: Vec<MappingId>,
@@ -209,7 +209,7 @@ pub struct MappingsDiff {
 }
 
 /// The pages of a mapping pair that differ or can't be compared.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, schemars::JsonSchema)]
 pub struct MemoryDiff {
     /// The mapping in A.
     pub a: MappingId,
@@ -221,7 +221,7 @@ pub struct MemoryDiff {
 }
 
 /// A pair of processes and what differs between them.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, schemars::JsonSchema)]
 pub struct ProcessDiff {
     /// Pid in A.
     pub a_pid: u32,
@@ -255,7 +255,7 @@ pub struct ProcessDiff {
 }
 
 /// Totals, for the first lines of the text and for scripts.
-#[derive(Debug, Default, Serialize)]
+#[derive(Debug, Default, Serialize, schemars::JsonSchema)]
 pub struct Summary {
     /// Process pairs compared.
     pub processes_compared: usize,
@@ -274,7 +274,7 @@ pub struct Summary {
 }
 
 /// The whole comparison (`ck2core diff --json`).
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, schemars::JsonSchema)]
 pub struct Diff {
     /// A as named.
     pub a: String,

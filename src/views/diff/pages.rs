@@ -17,7 +17,7 @@ use crate::views::Hex;
 const WINDOW: u64 = 1 << 20;
 
 /// A run of pages that differ, or that one side does not have.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, schemars::JsonSchema)]
 pub struct PageRange {
     /// First address in A.
     pub a: Hex,
@@ -31,7 +31,7 @@ pub struct PageRange {
 }
 
 /// How the pages of one mapping pair compare.
-#[derive(Debug, Default, Serialize)]
+#[derive(Debug, Default, Serialize, schemars::JsonSchema)]
 pub struct PageComparison {
     /// Page size (bytes) the counts are in.
     pub page_size: u64,
