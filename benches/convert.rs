@@ -131,6 +131,8 @@ fn main() {
     );
     let _ = std::fs::remove_dir_all(&dir);
 
+    checkpoint_images();
+
     // The real ckfix fixture: 5 threads, a 1 GiB sparse mapping.
     let td = Path::new(env!("CARGO_MANIFEST_DIR")).join("testdata");
     let out = Path::new(env!("CARGO_TARGET_TMPDIR")).join("bench-ckfix");
@@ -215,4 +217,106 @@ fn main() {
         "report ckfix (5 threads):      {:>8.1} ms",
         report.as_secs_f64() * 1000.0
     );
+}
+
+/// A checkpoint image: the same synthetic checkpoint (CK2CORE_BENCH_IMAGE_MIB, default
+/// 256 MiB of pages) as an OCI layout whose one layer is a plain tar (read in place)
+/// and one whose layer is gzip (decompressed once into the spool), next to the image
+/// directory itself.
+fn checkpoint_images() {
+    use sha2::Digest;
+    let mib_total = env_or("CK2CORE_BENCH_IMAGE_MIB", 256);
+    let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join("bench-image");
+    let _ = std::fs::remove_dir_all(&dir);
+    let images = dir.join("images");
+    let pages = mib_total * (1 << 20) / PAGE;
+    let mut p = Proc::new(1);
+    p.vmas
+        .push(anon_vma(0x1000_0000, 0x1000_0000 + pages * PAGE));
+    p.pagemap.push(run(0x1000_0000, pages, 4));
+    write_images(&images, &[p]);
+    write_pages(&images, 1, pages, |i, pg| {
+        pg.fill((i % 251) as u8 + 1);
+        pg[..8].copy_from_slice(&i.to_le_bytes());
+    });
+    // Layers are written and hashed as files, so memory stays flat here too.
+    let plain = dir.join("layer.tar");
+    let mut tar = tar::Builder::new(std::fs::File::create(&plain).unwrap());
+    tar.append_dir_all("checkpoint", &images).unwrap();
+    tar.into_inner().unwrap();
+    let gz = dir.join("layer.tar.gz");
+    let mut e = flate2::write::GzEncoder::new(
+        std::fs::File::create(&gz).unwrap(),
+        flate2::Compression::fast(),
+    );
+    std::io::copy(&mut std::fs::File::open(&plain).unwrap(), &mut e).unwrap();
+    e.finish().unwrap();
+    let layout = |name: &str, layer: &Path| -> std::path::PathBuf {
+        let d = dir.join(name);
+        let blobs = d.join("blobs/sha256");
+        std::fs::create_dir_all(&blobs).unwrap();
+        let hash = |p: &Path| {
+            let mut h = sha2::Sha256::new();
+            std::io::copy(&mut std::fs::File::open(p).unwrap(), &mut h).unwrap();
+            format!("{:x}", h.finalize())
+        };
+        let put = |b: &[u8]| {
+            let h = format!("{:x}", sha2::Sha256::digest(b));
+            std::fs::write(blobs.join(&h), b).unwrap();
+            format!("sha256:{h}")
+        };
+        let lh = hash(layer);
+        std::fs::rename(layer, blobs.join(&lh)).unwrap();
+        let lsize = std::fs::metadata(blobs.join(&lh)).unwrap().len();
+        let config = br#"{"architecture":"amd64","os":"linux"}"#;
+        let man = format!(
+            r#"{{"schemaVersion":2,"config":{{"digest":"{}","size":{}}},"layers":[{{"digest":"sha256:{lh}","size":{lsize}}}],"annotations":{{"org.criu.checkpoint.container.name":"bench"}}}}"#,
+            put(config),
+            config.len(),
+        );
+        let idx = format!(
+            r#"{{"schemaVersion":2,"manifests":[{{"mediaType":"application/vnd.oci.image.manifest.v1+json","digest":"{}","size":{}}}]}}"#,
+            put(man.as_bytes()),
+            man.len()
+        );
+        std::fs::write(d.join("index.json"), idx).unwrap();
+        std::fs::write(d.join("oci-layout"), r#"{"imageLayoutVersion":"1.0.0"}"#).unwrap();
+        d
+    };
+    let plain_dir = layout("plain", &plain);
+    let gz_dir = layout("gzip", &gz);
+    let out = dir.join("cores");
+    std::fs::create_dir_all(&out).unwrap();
+    let bytes = pages * PAGE;
+    let time = |input: &Path| {
+        best_of(2, || {
+            let t = Instant::now();
+            let ckpt = Checkpoint::open(&Input::Path(input.to_path_buf()), &OpenOptions::default())
+                .unwrap();
+            let process = ckpt.process(1).unwrap();
+            let plan = Plan::new(&process, &CoreOptions::default()).unwrap();
+            let w = plan.write(&out, 1, true, &mut |_| {}).unwrap();
+            assert_eq!(w.data_bytes, bytes);
+            t.elapsed()
+        })
+    };
+    let mib = bytes as f64 / (1 << 20) as f64;
+    for (what, input) in [
+        ("image directory", &images),
+        ("checkpoint image, tar layer", &plain_dir),
+        ("checkpoint image, gzip layer", &gz_dir),
+    ] {
+        let d = time(input);
+        println!(
+            "{:<30} {:>8.0} MiB/s  ({:.2} s for {mib:.0} MiB)",
+            format!("{what}:"),
+            mib / d.as_secs_f64(),
+            d.as_secs_f64()
+        );
+    }
+    println!(
+        "peak memory (VmHWM):           {:>8.1} MiB",
+        peak_rss() as f64 / (1 << 20) as f64
+    );
+    let _ = std::fs::remove_dir_all(&dir);
 }

@@ -523,3 +523,36 @@ fn crio_archive_shows_its_mounts_deletions_and_log() {
     assert_eq!(c["log"]["tail"].as_array().unwrap().len(), 10);
     assert_eq!(c["deleted_files"][0], "/app/data.txt");
 }
+
+#[test]
+fn a_pod_checkpoint_keeps_its_clear_error() {
+    // KEP-5823's pod archives (no runtime writes them yet): a directory per
+    // container, each with its own checkpoint/, beside pod.options and pod.dump.
+    let podman = members_of(&ckbox("ckbox.tar.zst"));
+    let mut files: Vec<(String, Vec<u8>)> = vec![
+        (
+            "pod.options".into(),
+            br#"{"version":1,"containers":{"a":"a1","b":"b1"}}"#.to_vec(),
+        ),
+        ("pod.dump".into(), b"{}".to_vec()),
+    ];
+    for ctr in ["a", "b"] {
+        files.extend(
+            podman
+                .iter()
+                .filter(|(n, _)| n.starts_with("checkpoint/") || n == "config.dump")
+                .map(|(n, b)| (format!("{ctr}/{n}"), b.clone())),
+        );
+    }
+    let path = scratch("engines-pod").join("pod.tar");
+    tar_of(&path, &files);
+    let out = scratch("engines-pod-out");
+    let (_, err, ok) = run(&[path.to_str().unwrap(), "-o", out.to_str().unwrap()]);
+    assert!(!ok);
+    assert!(
+        err.contains("holds several checkpoints (a/checkpoint/, b/checkpoint/)")
+            && err.contains("pod checkpoints are not supported yet"),
+        "{err}"
+    );
+    assert_eq!(std::fs::read_dir(&out).unwrap().count(), 0);
+}

@@ -29,8 +29,12 @@ fn threads_are_named_and_syscalls_shown() {
     let out = scratch("helper-ckfix");
     let rootfs = td.join("host-rootfs");
     let summary = convert(&td.join("ckfix/images"), &out, &rootfs);
+    // Printed relative to the current directory, where it is under it.
+    let gdbinit = out.join("gdbinit");
+    let cwd = std::env::current_dir().unwrap();
+    let shown = gdbinit.strip_prefix(&cwd).unwrap_or(&gdbinit);
     assert!(
-        summary.contains(&format!("gdb -ix {}", out.join("gdbinit").display())),
+        summary.contains(&format!("gdb -ix {} --core", shown.display())),
         "{summary}"
     );
     let got = gdb_helper(

@@ -364,7 +364,7 @@ fn a_layered_checkpoint_image_reads_like_one_archive() {
     let man = l.manifest(
         "amd64",
         &[low, mid, high],
-        json!({"org.criu.checkpoint.container.name": "ckbox"}),
+        json!({"io.podman.annotations.checkpoint.name": "ckbox"}),
     );
     l.index(vec![
         json!({"mediaType": "application/vnd.oci.image.manifest.v1+json",

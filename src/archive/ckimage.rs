@@ -17,8 +17,12 @@ use super::oci::{whiteout, Compression, Image, ImageFile, Whiteout};
 use super::{tarball, Archive, Format, Limits, Member};
 use crate::error::{Error, Result};
 
-/// The annotations that mark a checkpoint image: CRI-O's, then checkpointctl's.
-pub const CHECKPOINT_ANNOTATIONS: [&str; 2] = [
+/// The annotations that mark a checkpoint image, each giving the container's name:
+/// Podman's (`podman container checkpoint --create-image`, libpod
+/// `define.CheckpointAnnotationName`), CRI-O's (what its restore looks for), and
+/// checkpointctl's (`checkpointctl build`), the last one present naming it.
+pub const CHECKPOINT_ANNOTATIONS: [&str; 3] = [
+    "io.podman.annotations.checkpoint.name",
     "io.kubernetes.cri-o.annotations.checkpoint.name",
     "org.criu.checkpoint.container.name",
 ];

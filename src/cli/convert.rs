@@ -77,14 +77,14 @@ pub fn run(a: ConvertArgs) -> anyhow::Result<ExitCode> {
     let (done, failed) = convert(&a)?;
     if !done.is_empty() && a.dump.host_paths {
         // gdb would look for those paths under its sysroot, the root, and warn.
-        eprintln!(
+        say!(
             "--host-paths: NT_FILE names files by their paths on this machine, for tools without a sysroot setting (py-spy dump --core CORE); for gdb, convert without --host-paths"
         );
     } else if !done.is_empty() {
-        eprintln!("open with:");
+        say!("open with:");
         for c in &done {
             let words: Vec<String> = c.gdb_args.iter().map(|w| shell_quote(w)).collect();
-            eprintln!("  {} {}", c.gdb, words.join(" "));
+            say!("  {} {}", c.gdb, words.join(" "));
         }
     }
     Ok(match (done.len(), failed) {
@@ -99,7 +99,7 @@ pub fn run(a: ConvertArgs) -> anyhow::Result<ExitCode> {
 pub fn convert(a: &ConvertArgs) -> anyhow::Result<(Vec<Converted>, usize)> {
     let ckpt = a.source.open()?;
     for n in ckpt.archive().notes() {
-        eprintln!("note: {n}");
+        say!("note: {n}");
     }
     let pids: Vec<u32> = super::selected_pids(&ckpt, &a.pids)?;
     std::fs::create_dir_all(&a.output).map_err(|e| {
@@ -108,14 +108,12 @@ pub fn convert(a: &ConvertArgs) -> anyhow::Result<(Vec<Converted>, usize)> {
             a.output.display()
         )
     })?;
-    let gdbinit = std::fs::canonicalize(&a.output)
-        .unwrap_or_else(|_| a.output.clone())
-        .join("gdbinit");
+    let gdbinit = a.output.join("gdbinit");
     // The engine's metadata is the same for every process: read it once.
     let container = ck2core::model::container::Container::read(ckpt.archive());
     let mut done = Vec::new();
     let mut failed = 0;
-    let tty = std::io::stderr().is_terminal();
+    let tty = std::io::stderr().is_terminal() && super::chatter() >= 1;
     for pid in pids {
         let process = match ckpt.process(pid) {
             Ok(p) => p,
@@ -126,7 +124,7 @@ pub fn convert(a: &ConvertArgs) -> anyhow::Result<(Vec<Converted>, usize)> {
             }
         };
         if process.state == TaskState::Zombie {
-            eprintln!(
+            say!(
                 "skipped  pid {pid} ({}): a zombie has no memory or registers to put in a core",
                 process.comm
             );
@@ -160,7 +158,7 @@ pub fn convert(a: &ConvertArgs) -> anyhow::Result<(Vec<Converted>, usize)> {
         match result {
             Ok(w) => {
                 let threads = process.threads.len();
-                eprintln!(
+                say!(
                     "{:<10} pid {pid} ({}), {threads} thread{}, {} written, {} in the file",
                     w.path.file_name().unwrap_or_default().to_string_lossy(),
                     process.comm,
@@ -175,25 +173,30 @@ pub fn convert(a: &ConvertArgs) -> anyhow::Result<(Vec<Converted>, usize)> {
                         no_root += bytes;
                         continue;
                     }
-                    eprintln!("           left out {}: {why}", human(*bytes));
+                    say!("           left out {}: {why}", human(*bytes));
                 }
                 if no_root > 0 {
-                    eprintln!(
+                    say!(
                         "           left out {} of file pages: no --rootfs given",
                         human(no_root)
                     );
                 }
                 if w.left_out.dontdump > 0 {
-                    eprintln!(
+                    say!(
                         "           left out {}: mappings the process marked MADV_DONTDUMP (no data, as in a kernel core; --include-dontdump adds them)",
                         human(w.left_out.dontdump)
                     );
+                }
+                if super::chatter() >= 2 {
+                    for line in contributions(&process) {
+                        detail!("           {line}");
+                    }
                 }
                 let unlisted = &w.left_out.unlisted_files;
                 if !unlisted.is_empty() && a.source.rootfs.is_some() {
                     let shown: Vec<&str> = unlisted.iter().take(3).map(String::as_str).collect();
                     let more = unlisted.len().saturating_sub(3);
-                    eprintln!(
+                    say!(
                         "           {} mapped file{} not in --rootfs (or different there), left out of NT_FILE: {}{}",
                         unlisted.len(),
                         if unlisted.len() == 1 { "" } else { "s" },
@@ -214,7 +217,7 @@ pub fn convert(a: &ConvertArgs) -> anyhow::Result<(Vec<Converted>, usize)> {
     }
     if !done.is_empty() {
         if a.source.rootfs.is_none() {
-            eprintln!(
+            say!(
                 "no --rootfs: the cores name no mapped files, so debuggers read none of this machine's in their place; symbols and the file pages CRIU did not save need the container's root filesystem (--rootfs DIR)"
             );
         }
@@ -255,25 +258,63 @@ fn write_gdbinit(dir: &Path, rootfs: Option<&Path>) -> anyhow::Result<PathBuf> {
 /// gdb's arguments for a core: the gdbinit first (`-ix`), the core, and the
 /// executable from the root, which lets gdb relocate a PIE and find the libraries.
 fn gdb_args(gdbinit: &Path, core: &Path, rootfs: Option<&Path>, p: &Process) -> Vec<String> {
+    // Relative to the current directory where possible: the line is for a person
+    // in this directory, and so it reads the same on every machine.
     let mut args = vec![
         "-ix".to_string(),
-        gdbinit.display().to_string(),
+        super::shown(gdbinit),
         "--core".into(),
-        core.display().to_string(),
+        super::shown(core),
     ];
     if let Some(root) = rootfs {
         let exe = p.exe.as_ref().filter(|e| e.content.is_ok());
         if let Some(path) = exe.and_then(|e| resolve_in_root(root, e.path.trim_start_matches('/')))
         {
-            args.push(
-                std::fs::canonicalize(&path)
-                    .unwrap_or(path)
-                    .display()
-                    .to_string(),
-            );
+            args.push(super::shown(&path));
         }
     }
     args
+}
+
+/// What each source gave the process's memory, in pages, for `-v`: the
+/// checkpoint's own images, then every mapped file and where its bytes were found.
+fn contributions(p: &Process) -> Vec<String> {
+    let maps = ck2core::views::memory::maps(p);
+    let mut total = ck2core::views::memory::PageCounts::default();
+    for m in &maps {
+        let c = &m.pages;
+        total.pages += c.pages;
+        total.parent += c.parent;
+        total.shmem += c.shmem;
+        total.zero += c.zero;
+        total.absent += c.absent;
+    }
+    let mut lines = vec![format!(
+        "memory: {} pages from pages-*.img, {} from parent images, {} from shared-memory images, {} never touched, {} in no source",
+        total.pages, total.parent, total.shmem, total.zero, total.absent
+    )];
+    let vmas = p.memory.iter().flat_map(|m| &m.vmas);
+    let mut files: Vec<(&str, u64, String)> = Vec::new();
+    for (v, row) in vmas.zip(&maps) {
+        let Some(f) = &v.file else { continue };
+        if let Some(e) = files.iter_mut().find(|e| e.0 == f.path) {
+            e.1 += row.pages.rootfs;
+            continue;
+        }
+        let from = match &f.content {
+            Ok(d) => match &d.in_root {
+                Some(r) => format!("from --rootfs {}", super::shown(&r.path)),
+                None if f.deleted => "from its ghost image in the checkpoint".into(),
+                None => "from rootfs-diff.tar".into(),
+            },
+            Err(why) => format!("not used: {why}"),
+        };
+        files.push((&f.path, row.pages.rootfs, from));
+    }
+    for (path, pages, from) in files {
+        lines.push(format!("{path}: {pages} pages, {from}"));
+    }
+    lines
 }
 
 /// A native gdb reads cores of its own architecture only.

@@ -28,7 +28,7 @@ pub fn run(a: GdbArgs) -> anyhow::Result<ExitCode> {
         None => {
             let root = ck.tree.first().map(|t| t.pid).unwrap_or(0);
             if ck.tree.len() > 1 {
-                eprintln!(
+                say!(
                     "ck2core: debugging pid {root}, the root of {} processes (choose with --pid)",
                     ck.tree.len()
                 );

@@ -7,18 +7,33 @@ macro_rules! outln {
     ($($t:tt)*) => { $crate::cli::emit(format_args!($($t)*), true) };
 }
 
+/// A message for stderr that `-q` silences (progress, notes, where to go next);
+/// errors use `eprintln!` and are always shown.
+macro_rules! say {
+    ($($t:tt)*) => { if $crate::cli::chatter() >= 1 { eprintln!($($t)*) } };
+}
+
+/// A message for stderr shown only with `-v`.
+macro_rules! detail {
+    ($($t:tt)*) => { if $crate::cli::chatter() >= 2 { eprintln!($($t)*) } };
+}
+
 /// `print!` counterpart of [`outln!`].
 macro_rules! out {
     ($($t:tt)*) => { $crate::cli::emit(format_args!($($t)*), false) };
 }
 
+mod completions;
 mod convert;
 mod diff;
 mod env;
 mod files;
 mod gdb;
 mod info;
+#[cfg(test)]
+mod man;
 mod maps;
+pub mod plugin;
 mod ps;
 mod read;
 mod report;
@@ -27,8 +42,9 @@ mod search;
 mod threads;
 mod tree;
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
+use std::sync::atomic::{AtomicU8, Ordering};
 
 use clap::{Args, Parser, Subcommand};
 
@@ -41,12 +57,72 @@ pub const EXIT_FAILURE: u8 = 1;
 /// Exit status when some processes converted and some failed.
 pub const EXIT_PARTIAL: u8 = 3;
 
+/// Exit statuses, for `--help`, the man page and README.
+pub const EXIT_STATUS_HELP: &str = "\
+Exit status:
+  0   success (convert: every process converted; zombies are skipped)
+  1   failure: nothing could be done (unreadable checkpoint, no such process,
+      output not writable)
+  2   usage error: bad arguments
+  3   convert: some processes converted and some failed
+  42  checkpointctl-coredump --plugin-description: the description was printed
+`ck2core gdb` exits with gdb's status.";
+
 /// Turn CRIU container checkpoints into ELF core files, and look inside them.
 #[derive(Parser)]
 #[command(name = "ck2core", version, about, long_about = None)]
+#[command(after_help = EXIT_STATUS_HELP)]
 pub struct Cli {
+    #[command(flatten)]
+    chatter: Chatter,
     #[command(subcommand)]
     command: Command,
+}
+
+/// How much to say on stderr; every command takes these.
+#[derive(Args, Clone, Copy)]
+pub struct Chatter {
+    /// Print only errors: no progress, notes or gdb command lines.
+    #[arg(short, long, global = true, conflicts_with = "verbose")]
+    quiet: bool,
+    /// Also say where each process's memory came from: the checkpoint's pages
+    /// images, parent images, shared memory, and each file (from --rootfs,
+    /// rootfs-diff.tar or a ghost image).
+    #[arg(short, long, global = true)]
+    verbose: bool,
+}
+
+/// 0 quiet, 1 normal, 2 verbose.
+static CHATTER: AtomicU8 = AtomicU8::new(1);
+
+impl Chatter {
+    /// Makes this the level for the rest of the run.
+    pub fn set(self) {
+        let level = match (self.quiet, self.verbose) {
+            (true, _) => 0,
+            (false, true) => 2,
+            (false, false) => 1,
+        };
+        CHATTER.store(level, Ordering::Relaxed);
+    }
+}
+
+/// The level [`Chatter::set`] chose.
+pub fn chatter() -> u8 {
+    CHATTER.load(Ordering::Relaxed)
+}
+
+/// A path as a person should read it: relative to the current directory when it is
+/// under it (what the person typed, and the same on every machine), else absolute.
+pub fn shown(p: &Path) -> String {
+    // Lexically: a path reached through a link under the current directory stays
+    // under it, as the person named it.
+    let abs = std::path::absolute(p).unwrap_or_else(|_| p.to_path_buf());
+    let cwd = std::env::current_dir().and_then(std::fs::canonicalize);
+    match cwd.as_ref().map(|c| abs.strip_prefix(c)) {
+        Ok(Ok(rel)) if !rel.as_os_str().is_empty() => rel.display().to_string(),
+        _ => abs.display().to_string(),
+    }
 }
 
 #[derive(Subcommand)]
@@ -78,12 +154,15 @@ enum Command {
     Diff(diff::DiffArgs),
     /// The JSON Schema of a command's --json output (docs/schema/).
     Schema(schema::SchemaArgs),
+    /// A shell completion script for bash, zsh or fish, on stdout.
+    Completions(completions::CompletionsArgs),
 }
 
 /// How to open the checkpoint; shared by every command.
 #[derive(Args, Clone)]
 pub struct Source {
-    /// Image directory, or checkpoint archive (tar, tar.gz, tar.zst); `-` for stdin.
+    /// Image directory, checkpoint archive (tar, tar.gz, tar.zst) or checkpoint image
+    /// (OCI layout, OCI archive, Docker archive); `-` for stdin.
     #[arg(value_name = "CHECKPOINT")]
     checkpoint: String,
     /// The container's root filesystem: file pages CRIU did not save are read from it
@@ -221,11 +300,13 @@ pub fn emit(args: std::fmt::Arguments<'_>, newline: bool) {
 
 /// Runs the parsed command.
 pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
+    cli.chatter.set();
     match cli.command {
         Command::Convert(a) => return convert::run(a),
         Command::Gdb(a) => return gdb::run(a),
         Command::Diff(a) => return Ok(diff::run(a)),
         Command::Schema(a) => return schema::run(a),
+        Command::Completions(a) => completions::run(a),
         Command::Info(a) => info::run(a)?,
         Command::Ps(a) => ps::run(a)?,
         Command::Threads(a) => threads::run(a)?,
