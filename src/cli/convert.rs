@@ -279,7 +279,7 @@ fn gdb_args(gdbinit: &Path, core: &Path, rootfs: Option<&Path>, p: &Process) -> 
 /// What each source gave the process's memory, in pages, for `-v`: the
 /// checkpoint's own images, then every mapped file and where its bytes were found.
 fn contributions(p: &Process) -> Vec<String> {
-    let maps = ck2core::views::memory::maps(p);
+    let maps = ck2core::views::memory::maps(p, &ck2core::model::filter::MemFilter::all());
     let mut total = ck2core::views::memory::PageCounts::default();
     for m in &maps {
         let c = &m.pages;

@@ -66,7 +66,8 @@ Exit status:
   2   usage error: bad arguments
   3   convert: some processes converted and some failed
   42  checkpointctl-coredump --plugin-description: the description was printed
-`ck2core gdb` exits with gdb's status.";
+`ck2core gdb` exits with gdb's status. `ck2core diff` exits as diff(1):
+0 identical, 1 different, 2 trouble (unreadable checkpoint or bad arguments).";
 
 /// Turn CRIU container checkpoints into ELF core files, and look inside them.
 #[derive(Parser)]
