@@ -140,6 +140,13 @@ def _announce(meta):
         where = " in container %s (%s)" % (c["name"], c.get("image") or "image unknown")
     print("ck2core: pid %s (%s)%s, %d threads named from CRIU." % (
         p.get("pid"), p.get("comm"), where, len(meta.get("threads", []))))
+    # The kernel marks [vvar] and device mappings DONTDUMP too; CRIU has no data of them.
+    withheld = [m for m in meta.get("maps", [])
+                if m.get("dontdump") and m.get("kind") not in ("vdso", "vvar", "vsyscall", "other")]
+    if withheld and not (meta.get("dump") or {}).get("include_dontdump"):
+        print("ck2core: %d mapping%s the process marked MADV_DONTDUMP %s no data in this core"
+              " (as in a kernel core, gdb reads zeros there). See 'ck2core maps'." % (
+                  len(withheld), "" if len(withheld) == 1 else "s", "has" if len(withheld) == 1 else "have"))
     rewound = [t for t in meta.get("threads", []) if (t.get("syscall") or {}).get("rewound_for_restart")]
     if rewound:
         print("ck2core: %s in a system call; CRIU stored their registers rewound for restart"

@@ -65,9 +65,25 @@ fn dontdump_mappings_get_no_data_by_default() {
     assert!(size < 1 << 20, "the core is {size} bytes");
     assert!(!file_contains(&core, b"DONTDUMP-KEY"));
     assert!(file_contains(&core, b"KEEP-0"));
-    let got = gdb(&core, None, None, &[&format!("x/s {BASE:#x}")]);
+    let gdbinit = core.with_file_name("gdbinit");
+    let got = gdb_with_init(
+        &gdbinit,
+        &core,
+        None,
+        &[&format!("x/s {BASE:#x}"), "ck2core maps"],
+    );
     assert_eq!(warnings(&got), Vec::<&str>::new(), "{got}");
     assert!(got.contains("\"KEEP-0\""), "{got}");
+    // The gdb helper says so when the core loads, and marks the mapping.
+    assert!(
+        got.contains("ck2core: 1 mapping the process marked MADV_DONTDUMP has no data in this core (as in a kernel core, gdb reads zeros there). See 'ck2core maps'."),
+        "{got}"
+    );
+    let row = got
+        .lines()
+        .find(|l| l.starts_with(&format!("{HUGE:#x}-")))
+        .unwrap_or_else(|| panic!("no {HUGE:#x} in:\n{got}"));
+    assert!(row.ends_with("  DONTDUMP"), "{row}");
 
     // Inspection commands read the checkpoint: the memory is there, marked.
     let out = ck2core(&["maps", dir.to_str().unwrap()]);
@@ -101,7 +117,9 @@ fn include_dontdump_writes_them_for_forensics() {
     assert_eq!((huge.memsz, huge.filesz), (HUGE_LEN, HUGE_LEN));
     // Sparse: the untouched 2 TiB are a hole.
     assert!(disk_usage(&core) < 1 << 20);
-    let got = gdb(&core, None, None, &[&format!("x/s {KEY_AT:#x}")]);
+    let gdbinit = core.with_file_name("gdbinit");
+    let got = gdb_with_init(&gdbinit, &core, None, &[&format!("x/s {KEY_AT:#x}")]);
     assert_eq!(warnings(&got), Vec::<&str>::new(), "{got}");
     assert!(got.contains("\"DONTDUMP-KEY-1\""), "{got}");
+    assert!(!got.contains("MADV_DONTDUMP"), "{got}");
 }

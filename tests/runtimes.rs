@@ -251,4 +251,33 @@ fn jhsdb_shows_the_live_java_threads_and_frames() {
         got.contains("Worker.parkHere(long) @bci=1, line=8"),
         "{got}"
     );
+
+    // As README shows it for a container's root: the launcher from the root, and
+    // the root as SA_ALTROOT. This root is links to this machine's JDK and libraries.
+    let root = scratch("rt-java-root");
+    std::fs::create_dir_all(root.join("usr/lib/jvm")).unwrap();
+    let link = |target: &str, at: &str| std::os::unix::fs::symlink(target, root.join(at)).unwrap();
+    link(
+        "/usr/lib/jvm/java-17-openjdk-amd64",
+        "usr/lib/jvm/java-17-openjdk-amd64",
+    );
+    link("/usr/lib/x86_64-linux-gnu", "usr/lib/x86_64-linux-gnu");
+    link("usr/lib", "lib");
+    // The dynamic linker by the name the link map gives it, /lib64/ld-linux-x86-64.so.2.
+    std::fs::create_dir_all(root.join("usr/lib64")).unwrap();
+    link(
+        "../lib/x86_64-linux-gnu/ld-linux-x86-64.so.2",
+        "usr/lib64/ld-linux-x86-64.so.2",
+    );
+    link("usr/lib64", "lib64");
+    let out = Command::new("jhsdb")
+        .env("SA_ALTROOT", &root)
+        .args(["jstack", "--exe"])
+        .arg(root.join("usr/lib/jvm/java-17-openjdk-amd64/bin/java"))
+        .arg("--core")
+        .arg(&core)
+        .output()
+        .unwrap();
+    let with_root = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(tail(&with_root), tail(&live), "{with_root}");
 }

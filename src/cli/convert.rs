@@ -130,11 +130,9 @@ pub fn convert(a: &ConvertArgs) -> anyhow::Result<(Vec<Converted>, usize)> {
             );
             continue;
         }
-        let metadata = serde_json::to_vec(&ck2core::views::core_metadata(
-            &ckpt,
-            &process,
-            container.as_ref(),
-        ))?;
+        let mut metadata = ck2core::views::core_metadata(&ckpt, &process, container.as_ref());
+        metadata.dump = a.dump.policy();
+        let metadata = serde_json::to_vec(&metadata)?;
         let opts = CoreOptions {
             policy: a.dump.policy(),
             metadata: Some(metadata),

@@ -5,6 +5,8 @@
 //! The defaults follow the kernel's core dumps (`coredump_filter` 0x33 and
 //! `MADV_DONTDUMP`), with CRIU's data where the kernel would read live memory.
 
+use serde::Serialize;
+
 use crate::model::memory::{AddressSpace, MappedFile, Vma, VmaKind};
 
 /// `1 << MADV_DONTDUMP`: CRIU records each madvise bit as `1 << advice` in
@@ -13,7 +15,7 @@ pub const MADV_DONTDUMP_BIT: u64 = 1 << 16;
 
 /// Choices about what a dump carries. The default is what the kernel's own cores
 /// carry.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, schemars::JsonSchema)]
 pub struct DumpPolicy {
     /// Write the content of mappings the process marked `MADV_DONTDUMP` (forensics).
     /// By default they get no data, as in the kernel's cores.

@@ -349,6 +349,8 @@ pub struct CoreMetadata {
     pub files: Option<crate::model::files::ProcessFiles>,
     /// Mappings, as `ck2core maps` shows them.
     pub maps: Vec<memory::MapRow>,
+    /// What the core was written with beyond the kernel's choice of memory.
+    pub dump: crate::model::dump::DumpPolicy,
 }
 
 /// Credentials: ids and capability sets.
@@ -483,5 +485,6 @@ pub fn core_metadata(ck: &Checkpoint, p: &Process, container: Option<&Container>
         threads: threads(p, false),
         files: ck.files(p.pid()).ok(),
         maps: memory::maps(p, &crate::model::filter::MemFilter::all()),
+        dump: Default::default(),
     }
 }
