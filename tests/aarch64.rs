@@ -90,6 +90,9 @@ fn synthetic_aarch64_with_16k_pages_and_pac() {
     assert_eq!(warnings(&got), Vec::<&str>::new(), "{got}");
     let threads = parse_threads(&got);
     assert_eq!(threads.len(), 2, "{got}");
+    // lldb-22 loads the core at once and agrees with gdb on every general register.
+    let lldb_out = lldb_general_registers(&out.join("core.90"), threads.len());
+    assert_lldb_agrees_with_gdb(&lldb_out, &threads, 33);
     for tid in [90u32, 91] {
         let r = &threads[&tid].regs;
         let t = tid as u64;

@@ -113,6 +113,9 @@ fn synthetic_arm_registers_memory_and_notes() {
         "ARM32",
         &["info threads", "thread apply all info all-registers"],
     );
+    // lldb-22 loads the core at once and agrees with gdb on every general register.
+    let lldb_out = lldb_general_registers(&core, threads.len());
+    assert_lldb_agrees_with_gdb(&lldb_out, &threads, 16);
     for (tid, view) in &threads {
         let r = &view.regs;
         for (i, name) in ck2core::arch::arm::GP_NAMES.iter().enumerate() {

@@ -131,6 +131,9 @@ fn synthetic_ia32_task_becomes_an_i386_core() {
             "info auxv",
         ],
     );
+    // lldb-22 loads the core at once and agrees with gdb on every general register.
+    let lldb_out = lldb_general_registers(&core, threads.len());
+    assert_lldb_agrees_with_gdb(&lldb_out, &threads, 16);
     for (tid, view) in &threads {
         for (name, v) in regs(*tid) {
             assert_eq!(view.regs[name], v as u64, "{name} of {tid}");

@@ -29,7 +29,7 @@ fn check_archive(name: &str, pids: &[u32]) {
         .collect();
     cores.sort();
     let mut want: Vec<String> = pids.iter().map(|p| format!("core.{p}")).collect();
-    want.extend(["ck2core.py".to_string(), "gdbinit".to_string()]);
+    want.extend(["ck2core.py", "gdbinit", "lldbinit"].map(String::from));
     want.sort();
     assert_eq!(
         cores, want,

@@ -179,6 +179,9 @@ fn synthetic_ppc64le_registers_memory_and_notes() {
             "thread apply all p/x $vs5.uint128",
         ],
     );
+    // lldb-22 loads the core at once and agrees with gdb on every general register.
+    let lldb_out = lldb_general_registers(&core, threads.len());
+    assert_lldb_agrees_with_gdb(&lldb_out, &threads, 32);
     for (tid, view) in &threads {
         let t = *tid as u64;
         let r = &view.regs;

@@ -114,6 +114,9 @@ fn synthetic_riscv64_registers_memory_and_notes() {
             "thread apply all info registers float",
         ],
     );
+    // lldb-22 loads the core at once and agrees with gdb on every general register.
+    let lldb_out = lldb_general_registers(&core, threads.len());
+    assert_lldb_agrees_with_gdb(&lldb_out, &threads, 31);
     for (tid, view) in &threads {
         let t = *tid as u64;
         let r = &view.regs;

@@ -220,6 +220,12 @@ fn synthetic_s390x_registers_memory_and_notes() {
             &format!("x/s {:#x}", file_at),
         ],
     );
+    // lldb-22 crashes (SIGSEGV in 'target create --core') on this synthetic core,
+    // whatever note or segment is taken out of it, while it reads the real s390x
+    // checkpoint's core (tests/vm_fixtures.rs) at once: lldb is checked there.
+    eprintln!(
+        "note: lldb-22 is not run on the synthetic s390x core (it crashes on it); tests/vm_fixtures.rs checks lldb on the real s390x one"
+    );
     for (tid, view) in &threads {
         let t = *tid as u64;
         let r = &view.regs;

@@ -256,7 +256,10 @@ fn one_broken_process_does_not_stop_the_others() {
     let e = stderr(&o);
     assert!(e.contains("failed   pid 21"), "{e}");
     assert!(e.contains("mm-21.img: vmas[0]: range 0x10001000-0x10000000 is empty, reversed or not page aligned"), "{e}");
-    assert_eq!(files_in(&out), ["ck2core.py", "core.20", "gdbinit"]);
+    assert_eq!(
+        files_in(&out),
+        ["ck2core.py", "core.20", "gdbinit", "lldbinit"]
+    );
 }
 
 #[test]

@@ -159,24 +159,6 @@ impl Arch {
         }
     }
 
-    /// The `si_signo` of a core's NT_SIGINFO. A checkpoint has no fatal signal, and
-    /// gdb shows none for 0. But lldb (22, the only debugger that reads loongarch64
-    /// cores here) takes signal 0 as no reason to stop, tries to resume the core and
-    /// hangs while loading it; so loongarch64 cores say SIGSTOP (19 in its generic
-    /// numbering), which is also what the tasks were: stopped by CRIU.
-    pub fn core_signal(self) -> u32 {
-        match self {
-            Arch::Loongarch64 => 19,
-            Arch::X86_64
-            | Arch::I386
-            | Arch::Arm
-            | Arch::Aarch64
-            | Arch::Ppc64le
-            | Arch::Riscv64
-            | Arch::S390x => 0,
-        }
-    }
-
     /// ELF class and byte order of a core.
     pub fn layout(self) -> ElfLayout {
         match self {

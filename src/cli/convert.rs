@@ -1,5 +1,6 @@
-//! `ck2core convert`: one core per process, a line per process on stderr, and a
-//! gdbinit beside the cores that sets the sysroot and loads the gdb helper.
+//! `ck2core convert`: one core per process, a line per process on stderr, and
+//! beside the cores a gdbinit (the sysroot and the gdb helper) and an lldbinit (the
+//! sysroot).
 
 use std::io::IsTerminal;
 use std::path::{Path, PathBuf};
@@ -71,6 +72,8 @@ pub struct Converted {
     pub gdb: &'static str,
     /// gdb's arguments, without the program name.
     pub gdb_args: Vec<String>,
+    /// lldb's arguments, without the program name.
+    pub lldb_args: Vec<String>,
 }
 
 pub fn run(a: ConvertArgs) -> anyhow::Result<ExitCode> {
@@ -82,9 +85,14 @@ pub fn run(a: ConvertArgs) -> anyhow::Result<ExitCode> {
         );
     } else if !done.is_empty() {
         say!("open with:");
+        let lldb = lldb_program();
+        let line = |program: &str, args: &[String]| {
+            let words: Vec<String> = args.iter().map(|w| shell_quote(w)).collect();
+            say!("  {program} {}", words.join(" "));
+        };
         for c in &done {
-            let words: Vec<String> = c.gdb_args.iter().map(|w| shell_quote(w)).collect();
-            say!("  {} {}", c.gdb, words.join(" "));
+            line(c.gdb, &c.gdb_args);
+            line(&lldb, &c.lldb_args);
         }
     }
     Ok(match (done.len(), failed) {
@@ -108,7 +116,8 @@ pub fn convert(a: &ConvertArgs) -> anyhow::Result<(Vec<Converted>, usize)> {
             a.output.display()
         )
     })?;
-    let gdbinit = a.output.join("gdbinit");
+    let out_dir = abs(&a.output);
+    let root = debugger_root(a);
     // The engine's metadata is the same for every process: read it once.
     let container = ck2core::model::container::Container::read(ckpt.archive());
     let mut done = Vec::new();
@@ -202,9 +211,12 @@ pub fn convert(a: &ConvertArgs) -> anyhow::Result<(Vec<Converted>, usize)> {
                         if more > 0 { format!(" and {more} more") } else { String::new() }
                     );
                 }
+                let exe = root.as_deref().and_then(|r| exe_in_root(r, &process));
+                let core = abs(&w.path);
                 done.push(Converted {
                     gdb: gdb_for(process.arch),
-                    gdb_args: gdb_args(&gdbinit, &w.path, a.source.rootfs.as_deref(), &process),
+                    gdb_args: debugger_args("-ix", &out_dir.join(GDBINIT), &core, exe.as_deref()),
+                    lldb_args: debugger_args("-S", &out_dir.join(LLDBINIT), &core, exe.as_deref()),
                 });
             }
             Err(e) => {
@@ -219,59 +231,131 @@ pub fn convert(a: &ConvertArgs) -> anyhow::Result<(Vec<Converted>, usize)> {
                 "no --rootfs: the cores name no mapped files, so debuggers read none of this machine's in their place; symbols and the file pages CRIU did not save need the container's root filesystem (--rootfs DIR)"
             );
         }
-        write_gdbinit(&a.output, a.source.rootfs.as_deref())?;
+        write_gdbinit(&out_dir, root.as_deref())?;
+        write_lldbinit(&out_dir, root.as_deref())?;
     }
     Ok((done, failed))
+}
+
+/// The init files' names in the output directory.
+const GDBINIT: &str = "gdbinit";
+const LLDBINIT: &str = "lldbinit";
+
+/// `p` made absolute, so that the init files work from anywhere. Lexically: a path
+/// through a link stays as the person named it (the command lines show it relative
+/// to the current directory when it is under it).
+fn abs(p: &Path) -> PathBuf {
+    std::path::absolute(p).unwrap_or_else(|_| p.to_path_buf())
+}
+
+/// Where the debuggers find the container's files (their sysroot), if anywhere: the
+/// one place that decides it for both init files and both command lines.
+fn debugger_root(a: &ConvertArgs) -> Option<PathBuf> {
+    a.source.rootfs.as_deref().map(abs)
+}
+
+/// The debuggers' sysroot: the root, or without one a path under the output
+/// directory that is never created. gdb and lldb open the libraries the core's link
+/// map names under their sysroot (this machine's / by default); where nothing exists,
+/// they can't take this machine's libraries for the container's.
+fn sysroot(dir: &Path, root: Option<&Path>) -> PathBuf {
+    root.map_or_else(|| dir.join(NO_SYSROOT), Path::to_path_buf)
+}
+
+/// The process's executable inside `root`, when the checkpoint's copy was verified
+/// there: given to the debuggers, it lets them relocate a PIE and find the libraries.
+fn exe_in_root(root: &Path, p: &Process) -> Option<PathBuf> {
+    let exe = p.exe.as_ref().filter(|e| e.content.is_ok())?;
+    resolve_in_root(root, exe.path.trim_start_matches('/')).map(|p| abs(&p))
 }
 
 /// Writes `DIR/gdbinit` (sysroot, then the helper) and `DIR/ck2core.py`. The
 /// gdbinit is meant for `gdb -ix`: the sysroot must be set before the core loads,
 /// or gdb resolves the mapped files against this machine's root.
-fn write_gdbinit(dir: &Path, rootfs: Option<&Path>) -> anyhow::Result<PathBuf> {
-    let abs = |p: &Path| std::fs::canonicalize(p).unwrap_or_else(|_| p.to_path_buf());
-    let dir = abs(dir);
+fn write_gdbinit(dir: &Path, root: Option<&Path>) -> anyhow::Result<()> {
     let helper = dir.join("ck2core.py");
     std::fs::write(&helper, HELPER).map_err(|e| anyhow::anyhow!("{}: {e}", helper.display()))?;
     let mut init = String::from(
         "# Written by ck2core for the cores in this directory. Use it before the core loads:\n\
          #   gdb -ix THIS-FILE --core core.PID [EXECUTABLE]\n",
     );
-    match rootfs {
-        Some(r) => init += &format!("set sysroot {}\n", abs(r).display()),
-        None => {
-            // gdb opens the libraries the core's link map names under its sysroot,
-            // this machine's / by default. A sysroot where nothing exists keeps it
-            // from using this machine's libraries for the container's; the cores
-            // name no files, so gdb has nothing to warn about when opened as shown.
-            init += "# No --rootfs was given: nothing of the container's files is here.\n";
-            init += &format!("set sysroot {}\n", dir.join(NO_SYSROOT).display());
-        }
+    if root.is_none() {
+        init += "# No --rootfs was given: nothing of the container's files is here.\n";
     }
+    init += &format!("set sysroot {}\n", sysroot(dir, root).display());
     init += &format!("source {}\n", helper.display());
-    let path = dir.join("gdbinit");
-    std::fs::write(&path, init).map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
-    Ok(path)
+    write_file(&dir.join(GDBINIT), &init)
 }
 
-/// gdb's arguments for a core: the gdbinit first (`-ix`), the core, and the
-/// executable from the root, which lets gdb relocate a PIE and find the libraries.
-fn gdb_args(gdbinit: &Path, core: &Path, rootfs: Option<&Path>, p: &Process) -> Vec<String> {
-    // Relative to the current directory where possible: the line is for a person
-    // in this directory, and so it reads the same on every machine.
+/// Writes `DIR/lldbinit`, lldb's counterpart of the gdbinit, for `lldb -S`: the
+/// root as the platform's sysroot (lldb looks the mapped files up there, by the
+/// build-ids it reads from the core) and its separate debug files. No helper: the
+/// gdb helper is written against gdb's Python API, and `ck2core threads`, `info`
+/// and `files` show the same outside any debugger.
+fn write_lldbinit(dir: &Path, root: Option<&Path>) -> anyhow::Result<()> {
+    let mut init = String::from(
+        "# Written by ck2core for the cores in this directory. Use it before the core loads:\n\
+         #   lldb -S THIS-FILE --core core.PID [EXECUTABLE]\n",
+    );
+    if root.is_none() {
+        init += "# No --rootfs was given: nothing of the container's files is here.\n";
+    }
+    let r = sysroot(dir, root);
+    init += &format!("platform select remote-linux --sysroot {}\n", r.display());
+    if root.is_some() {
+        init += &format!(
+            "settings append target.debug-file-search-paths {}\n",
+            r.join("usr/lib/debug").display()
+        );
+    }
+    write_file(&dir.join(LLDBINIT), &init)
+}
+
+fn write_file(path: &Path, text: &str) -> anyhow::Result<()> {
+    std::fs::write(path, text).map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))
+}
+
+/// A debugger's arguments for a core: its init file first (gdb `-ix`, lldb `-S`),
+/// the core, the executable. Relative to the current directory where possible: the
+/// line is for a person in this directory, and so it reads the same on every machine.
+fn debugger_args(init_flag: &str, init: &Path, core: &Path, exe: Option<&Path>) -> Vec<String> {
     let mut args = vec![
-        "-ix".to_string(),
-        super::shown(gdbinit),
+        init_flag.to_string(),
+        super::shown(init),
         "--core".into(),
         super::shown(core),
     ];
-    if let Some(root) = rootfs {
-        let exe = p.exe.as_ref().filter(|e| e.content.is_ok());
-        if let Some(path) = exe.and_then(|e| resolve_in_root(root, e.path.trim_start_matches('/')))
-        {
-            args.push(super::shown(&path));
+    args.extend(exe.map(super::shown));
+    args
+}
+
+/// The lldb to print: `lldb` when this machine has it, else the newest versioned
+/// one it has (Debian installs `lldb-NN` only, unless the `lldb` package is there).
+fn lldb_program() -> String {
+    let Some(path) = std::env::var_os("PATH") else {
+        return "lldb".into();
+    };
+    let mut best: Option<(u32, String)> = None;
+    for dir in std::env::split_paths(&path) {
+        if dir.join("lldb").is_file() {
+            return "lldb".into();
+        }
+        let Ok(entries) = std::fs::read_dir(&dir) else {
+            continue;
+        };
+        for e in entries.flatten() {
+            let name = e.file_name().to_string_lossy().into_owned();
+            if let Some(v) = name
+                .strip_prefix("lldb-")
+                .and_then(|v| v.parse::<u32>().ok())
+            {
+                if best.as_ref().is_none_or(|(b, _)| v > *b) {
+                    best = Some((v, name));
+                }
+            }
         }
     }
-    args
+    best.map_or_else(|| "lldb".into(), |(_, name)| name)
 }
 
 /// What each source gave the process's memory, in pages, for `-v`: the

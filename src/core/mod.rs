@@ -459,7 +459,7 @@ fn encode_notes(
         list.push(notes::prstatus(p, t, layout));
         if i == 0 {
             list.push(notes::prpsinfo(p, &args, layout));
-            list.push(notes::siginfo(p, layout));
+            list.push(notes::siginfo(layout));
             list.push(notes::auxv(p, layout));
             list.push(notes::nt_file(p, layout, policy));
         }

@@ -60,6 +60,9 @@ pub fn prstatus(p: &Process, t: &Thread, l: ElfLayout) -> Note {
     let w = l.word();
     let common = 16 + 2 * w + 16 + 8 * w;
     let mut d = vec![0u8; (common + regs.len() + 4).next_multiple_of(w)];
+    // As the kernel's fill_prstatus: pr_info.si_signo and pr_cursig, in every thread.
+    l.put_u32(&mut d, 0, SIGSTOP);
+    l.put_u16(&mut d, 12, SIGSTOP as u16);
     l.put_word(&mut d, 16, t.pending);
     l.put_word(&mut d, 16 + w, t.blocked);
     for (i, id) in [t.tid, p.tree.ppid, p.tree.pgid, p.tree.sid]
@@ -130,11 +133,20 @@ pub fn prpsinfo(p: &Process, args_area: &[u8], l: ElfLayout) -> Note {
     }
 }
 
-/// NT_SIGINFO: a checkpoint has no fatal signal, so an empty siginfo, except for
-/// the `si_signo` some architectures need (see [`crate::arch::Arch::core_signal`]).
-pub fn siginfo(p: &Process, l: ElfLayout) -> Note {
+/// The signal a core says stopped its process: SIGSTOP, 19 on every architecture
+/// ck2core writes. CRIU's freeze is what stopped every task, and a core that names
+/// no signal makes lldb take it as resumable: it hangs loading it.
+const SIGSTOP: u32 = 19;
+/// `si_code` of a signal the kernel sent itself, as in the NT_SIGINFO gdb's `gcore`
+/// writes for a process it stopped by attaching.
+const SI_KERNEL: u32 = 0x80;
+
+/// NT_SIGINFO: SIGSTOP from the kernel (`si_signo`, `si_errno` 0, `si_code`); no
+/// sender, address or status.
+pub fn siginfo(l: ElfLayout) -> Note {
     let mut desc = vec![0; 128];
-    l.put_u32(&mut desc, 0, p.arch.core_signal());
+    l.put_u32(&mut desc, 0, SIGSTOP);
+    l.put_u32(&mut desc, 8, SI_KERNEL);
     Note {
         name: "CORE",
         ntype: NT_SIGINFO,

@@ -98,27 +98,123 @@ pub fn gdb_multiarch_with_init(gdbinit: &Path, core: &Path, commands: &[&str]) -
 
 /// lldb-22 in batch mode on `core`, then `commands`; returns stdout and stderr
 /// together. lldb is the oracle for loongarch64, which Debian's gdb-multiarch 13 does
-/// not know.
+/// not know, and a second oracle beside gdb for the other architectures.
 pub fn lldb(core: &Path, commands: &[&str]) -> String {
+    let create = format!("target create --core {}", core.display());
+    let mut all = vec![create.as_str()];
+    all.extend_from_slice(commands);
+    lldb_with(&[], &all)
+}
+
+/// Most seconds lldb may take to load a core and run a few commands.
+pub const LLDB_SECONDS: u64 = 30;
+
+/// lldb-22 in batch mode with `args` (e.g. `-S lldbinit --core CORE EXE`), then
+/// `commands`; returns stdout and stderr together. Fails unless lldb finished within
+/// [`LLDB_SECONDS`] and loaded the core.
+pub fn lldb_with(args: &[&str], commands: &[&str]) -> String {
     // lldb waits for ever on a core it believes it could resume: a time limit
     // turns that into a failed test instead of a stuck CI run.
     let mut cmd = Command::new("timeout");
-    cmd.args(["120", "lldb-22", "--no-lldbinit", "--batch", "-o"]);
-    cmd.arg(format!("target create --core {}", core.display()));
+    cmd.args([
+        &(2 * LLDB_SECONDS).to_string(),
+        "lldb-22",
+        "--no-lldbinit",
+        "--batch",
+    ]);
+    cmd.args(args);
     for c in commands {
         cmd.args(["-o", c]);
     }
+    let start = std::time::Instant::now();
     let out = cmd
         .output()
         .unwrap_or_else(|e| panic!("lldb-22 must be installed (see .ci/run): {e}"));
+    let took = start.elapsed().as_secs();
+    let mut s = String::from_utf8_lossy(&out.stdout).into_owned();
+    s.push_str(&String::from_utf8_lossy(&out.stderr));
     assert_ne!(
         out.status.code(),
         Some(124),
-        "lldb-22 did not finish in 120 s"
+        "lldb-22 did not finish in {} s:\n{s}",
+        2 * LLDB_SECONDS
     );
-    let mut s = String::from_utf8_lossy(&out.stdout).into_owned();
-    s.push_str(&String::from_utf8_lossy(&out.stderr));
+    assert!(
+        took <= LLDB_SECONDS,
+        "lldb-22 took {took} s (at most {LLDB_SECONDS}):\n{s}"
+    );
+    assert!(
+        s.lines()
+            .any(|l| l.starts_with("Core file '") && l.ends_with(" was loaded.")),
+        "lldb-22 did not load the core:\n{s}"
+    );
+    assert!(
+        !s.contains("PLEASE submit a bug report"),
+        "lldb-22 crashed:\n{s}"
+    );
     s
+}
+
+/// The lldb commands that list the threads and read each one's general registers
+/// (threads are numbered from 1).
+pub fn lldb_register_commands(threads: usize) -> Vec<String> {
+    let mut c = vec!["thread list".to_string()];
+    for i in 1..=threads {
+        c.push(format!("thread select {i}"));
+        c.push("register read".into());
+    }
+    c
+}
+
+/// lldb-22 on `core` alone: its threads and their general registers.
+pub fn lldb_general_registers(core: &Path, threads: usize) -> String {
+    let c = lldb_register_commands(threads);
+    lldb(core, &c.iter().map(String::as_str).collect::<Vec<_>>())
+}
+
+/// Checks lldb's view of a core against gdb's: lldb (given `lldb_output` of
+/// [`lldb_register_commands`]) lists the same thread ids, the first thread stopped
+/// by SIGSTOP from the kernel as NT_SIGINFO says, and every general register both
+/// name has the same value in both, at least `min_regs` of them in each thread.
+pub fn assert_lldb_agrees_with_gdb(
+    lldb_output: &str,
+    gdb: &BTreeMap<u32, ThreadView>,
+    min_regs: usize,
+) {
+    let lldb = lldb_threads(lldb_output);
+    assert_eq!(
+        lldb.keys().collect::<Vec<_>>(),
+        gdb.keys().collect::<Vec<_>>(),
+        "thread ids, lldb:\n{lldb_output}"
+    );
+    assert!(
+        lldb_output.contains("stop reason = SIGSTOP: sent by kernel (SI_KERNEL)"),
+        "{lldb_output}"
+    );
+    for (tid, regs) in &lldb {
+        let g = &gdb[tid].regs;
+        let mut same = Vec::new();
+        for (name, v) in regs {
+            // Where the two name a register differently (aarch64 fp/lr, x86-64 rflags).
+            let alias = match name.as_str() {
+                "fp" => "x29",
+                "lr" => "x30",
+                "rflags" => "eflags",
+                n => n,
+            };
+            if let Some(want) = g.get(name).or_else(|| g.get(alias)) {
+                assert_eq!(
+                    v, want,
+                    "thread {tid} register {name}: lldb {v:#x}, gdb {want:#x}"
+                );
+                same.push(name.as_str());
+            }
+        }
+        assert!(
+            same.len() >= min_regs,
+            "thread {tid}: only {same:?} are shown by both lldb and gdb:\n{lldb_output}"
+        );
+    }
 }
 
 /// Registers per thread from lldb output of `thread list`, then for each thread
@@ -149,6 +245,8 @@ pub fn lldb_threads(out: &str) -> BTreeMap<u32, BTreeMap<String, u64>> {
         }
         let Some(tid) = cur else { continue };
         if let Some((name, v)) = l.trim().split_once(" = ") {
+            // The value may be followed by the symbol it points into.
+            let v = v.split_whitespace().next().unwrap_or("");
             if let Some(Ok(v)) = v.strip_prefix("0x").map(|h| u64::from_str_radix(h, 16)) {
                 map.entry(tid).or_default().insert(name.to_string(), v);
             }
@@ -276,7 +374,7 @@ pub fn parse_threads(out: &str) -> BTreeMap<u32, ThreadView> {
             cur = line
                 .split("(LWP ")
                 .nth(1)
-                .and_then(|r| r.split(')').next())
+                .and_then(|r| r.split([')', ' ']).next())
                 .and_then(|n| n.parse().ok());
             continue;
         }
