@@ -204,10 +204,7 @@ fn main() {
             &[31227],
             &ck2core::report::ReportOptions {
                 stack_words: 32,
-                debug: ck2core::report::modules::DebugDirs {
-                    host: Vec::new(),
-                    rootfs: Some(td.join("host-rootfs")),
-                },
+                debug: ck2core::report::modules::DebugDirs { host: Vec::new() },
             },
         );
         assert_eq!(r.processes[0].threads.len(), 5);

@@ -265,3 +265,260 @@ fn sleep_core_shows_what_gdb_showed_live() {
     assert_eq!(bt[0], "__GI___clock_nanosleep");
     assert_eq!(bt[5], "__libc_start_call_main");
 }
+
+/// The ckdiff layer (the image's only layer) unpacked with tar into `root`, as a user
+/// would unpack an image for --rootfs.
+fn unpack_ckdiff_image(root: &Path) {
+    std::fs::create_dir_all(root).unwrap();
+    let blob = testdata().join(
+        "ckdiff/ckdiff-image.oci-dir/blobs/sha256/84f1136871c093ca67d921853f7e089f3a5662fa2566d16afc69c319c47aea39",
+    );
+    let st = std::process::Command::new("tar")
+        .arg("-xzf")
+        .arg(&blob)
+        .arg("-C")
+        .arg(root)
+        .status()
+        .expect("tar must be installed");
+    assert!(st.success());
+}
+
+/// The container paths in a core's NT_FILE.
+fn nt_file_paths(core: &Path) -> Vec<String> {
+    let core = CoreFile::open(core);
+    let d = core
+        .notes()
+        .into_iter()
+        .find(|n| n.ntype == 0x4649_4c45)
+        .unwrap()
+        .desc;
+    let count = u64::from_le_bytes(d[..8].try_into().unwrap()) as usize;
+    let mut names: Vec<String> = d[16 + 24 * count..]
+        .split(|b| *b == 0)
+        .filter(|s| !s.is_empty())
+        .map(|s| String::from_utf8_lossy(s).into_owned())
+        .collect();
+    names.sort();
+    names.dedup();
+    names
+}
+
+/// Everything the ckdiff acceptance asks of a conversion into `out` whose stderr was
+/// `printed`: gdb, started exactly as the converter says, warns about nothing, reads
+/// the preloaded library's symbols, shows every thread as live.txt does (restart rule
+/// applied), and reads the secret and every page of the data file that exists only
+/// in rootfs-diff.tar. `debug` is the separate debug file the sysroot must also hold.
+fn check_ckdiff(out: &Path, printed: &str, debug: Option<&str>) {
+    let line = printed
+        .lines()
+        .find(|l| l.starts_with("  gdb ") && l.contains("core.1 "))
+        .unwrap_or_else(|| panic!("no gdb line for core.1:\n{printed}"));
+    // Paths as printed (relative to the tests' directory), made absolute.
+    let args: Vec<String> = line
+        .split_whitespace()
+        .map(|w| match std::fs::canonicalize(w) {
+            Ok(p) if w.contains('/') => p.display().to_string(),
+            _ => w.to_string(),
+        })
+        .collect();
+    let sysroot = std::fs::canonicalize(out.join("sysroot")).unwrap();
+    let exe = sysroot.join("var/lib/ck/ckfix-run");
+    let abs = |p: &Path| std::fs::canonicalize(p).unwrap().display().to_string();
+    assert_eq!(
+        args,
+        [
+            "gdb".to_string(),
+            "-ix".into(),
+            abs(&out.join("gdbinit")),
+            "--core".into(),
+            abs(&out.join("core.1")),
+            exe.display().to_string(),
+        ],
+        "{printed}"
+    );
+    // Exactly the verified mapped files (and the debug file), from the winning layer.
+    let mut want = vec![
+        "usr/lib/x86_64-linux-gnu/ld-linux-x86-64.so.2",
+        "usr/lib/x86_64-linux-gnu/libc.so.6",
+        "var/lib/ck/ckfix-run",
+        "var/lib/ck/data.bin",
+        "var/lib/ck/libckplug.so",
+    ];
+    want.extend(debug);
+    want.sort();
+    assert_eq!(files_under(&sysroot), want);
+    let mapped: Vec<String> = want
+        .iter()
+        .filter(|p| !p.starts_with("usr/lib/debug"))
+        .map(|p| format!("/{p}"))
+        .collect();
+    assert_eq!(
+        nt_file_paths(&out.join("core.1")),
+        mapped,
+        "NT_FILE lists what the sysroot holds"
+    );
+    let mut cmds = oracle_commands("oracle.gdb");
+    cmds.extend([
+        "x/s 0x7ff533ed9000+4096".to_string(),
+        "x/2xb 0x7ff533ed9000".to_string(),
+        "x/2xb 0x7ff533ed9000+8192".to_string(),
+        "x/2xb 0x7ff533ed9000+12288".to_string(),
+        "info symbol ckplug_marker".to_string(),
+    ]);
+    let cmds: Vec<&str> = cmds.iter().map(String::as_str).collect();
+    let got = gdb_with_init(&out.join("gdbinit"), &out.join("core.1"), Some(&exe), &cmds);
+    assert_eq!(warnings(&got), Vec::<&str>::new(), "gdb output:\n{got}");
+    // live.txt's LWPs are host tids; the core's are the container's.
+    let mut live = std::fs::read_to_string(testdata().join("ckdiff/live.txt")).unwrap();
+    for (host, ns) in [(8338, 1), (8353, 10), (8354, 11), (8355, 12), (8356, 13)] {
+        live = live.replace(&format!("(LWP {host})"), &format!("(LWP {ns})"));
+    }
+    // p values: ymm0, ymm15, xmm7, mxcsr, orig_rax.
+    compare_threads(&live, &got, 4, &[]);
+    let libs = |s: &str| -> Vec<(String, String, String, String)> {
+        s.lines()
+            .filter(|l| l.starts_with("0x0000") && l.contains(" Yes "))
+            .map(|l| {
+                let f: Vec<&str> = l.split_whitespace().collect();
+                let path = f.last().unwrap().replace(sysroot.to_str().unwrap(), "");
+                (f[0].into(), f[1].into(), f[2].into(), path)
+            })
+            .collect()
+    };
+    assert_eq!(libs(&got), libs(&live), "info sharedlibrary:\n{got}");
+    assert!(libs(&got)[0].3 == "/var/lib/ck/libckplug.so");
+    // The preloaded library's own symbols, from the container's copy.
+    assert!(
+        got.lines()
+            .any(|l| l.starts_with("ckplug_marker in section .text of ")
+                && l.ends_with("/sysroot/var/lib/ck/libckplug.so")),
+        "{got}"
+    );
+    for want in [
+        "0x562ecf4722a0:\t\"CK2CORE-SECRET-5f1e2d3c4b5a\"",
+        "0x7ff533eda000:\t\"CK2CORE-PRIVATE-DIRTY\"",
+        "0x7ff533ed9000:\t0x61\t0x61",
+        "0x7ff533edb000:\t0x63\t0x63",
+        "0x7ff533edc000:\t0x64\t0x64",
+    ] {
+        assert!(got.lines().any(|l| l == want), "{want:?} not in:\n{got}");
+    }
+}
+
+#[test]
+fn ckdiff_with_rootfs_reads_the_files_that_exist_only_in_the_diff() {
+    let work = scratch("ckdiff-rootfs");
+    let root = work.join("root");
+    unpack_ckdiff_image(&root);
+    // The container's own separate debug file for its libc (Debian's libc6-dbg),
+    // where a root keeps it: the sysroot takes it by build-id.
+    let debug = "usr/lib/debug/.build-id/93/ac61ec5a8eb1396f9fbd350e3169a558528a40.debug";
+    std::fs::create_dir_all(root.join(debug).parent().unwrap()).unwrap();
+    std::fs::copy(testdata().join("host-rootfs").join(debug), root.join(debug)).unwrap();
+    let out = work.join("cores");
+    let printed = ck2core_ok(&[
+        testdata().join("ckdiff/ckdiff.tar.zst").to_str().unwrap(),
+        "-o",
+        out.to_str().unwrap(),
+        "--rootfs",
+        root.to_str().unwrap(),
+    ]);
+    check_ckdiff(&out, &printed, Some(debug));
+    // Same filesystem: the root's files are linked, not copied; the diff's are copies.
+    assert!(
+        printed.contains(": 6 files (3 linked, 1 separate debug), "),
+        "{printed}"
+    );
+    use std::os::unix::fs::MetadataExt;
+    let libc = "usr/lib/x86_64-linux-gnu/libc.so.6";
+    assert_eq!(
+        std::fs::metadata(root.join(libc)).unwrap().ino(),
+        std::fs::metadata(out.join("sysroot").join(libc))
+            .unwrap()
+            .ino()
+    );
+}
+
+/// ckdiff's image with the libc debug file (Debian's libc6-dbg, as a second layer
+/// holding `usr/lib/debug/.build-id/93/...`), in each form `--image` reads.
+fn ckdiff_image_forms(work: &Path, debug: &str) -> Vec<std::path::PathBuf> {
+    let mut layer = tar::Builder::new(Vec::new());
+    let bytes = std::fs::read(testdata().join("host-rootfs").join(debug)).unwrap();
+    let mut h = tar::Header::new_ustar();
+    h.set_size(bytes.len() as u64);
+    h.set_mode(0o644);
+    h.set_cksum();
+    layer.append_data(&mut h, debug, &bytes[..]).unwrap();
+    let layer = layer.into_inner().unwrap();
+    let dir = work.join("ckdiff-image.oci-dir");
+    image_forms::with_layer_on_top(
+        &testdata().join("ckdiff/ckdiff-image.oci-dir"),
+        &layer,
+        &dir,
+    );
+    let oci = work.join("ckdiff-image.oci.tar");
+    image_forms::oci_archive(&dir, &oci);
+    let docker = work.join("ckdiff-image.docker.tar");
+    image_forms::docker_archive(&dir, &docker);
+    vec![dir, oci, docker]
+}
+
+#[test]
+fn ckdiff_with_image_in_each_form() {
+    let work = scratch("ckdiff-image");
+    let debug = "usr/lib/debug/.build-id/93/ac61ec5a8eb1396f9fbd350e3169a558528a40.debug";
+    for (i, image) in ckdiff_image_forms(&work, debug).iter().enumerate() {
+        let out = work.join(format!("cores-{i}"));
+        let printed = ck2core_ok(&[
+            testdata().join("ckdiff/ckdiff.tar.zst").to_str().unwrap(),
+            "-o",
+            out.to_str().unwrap(),
+            "--image",
+            image.to_str().unwrap(),
+        ]);
+        // Another image id than the checkpoint's (a layer was added): said, not fatal.
+        assert!(
+            printed.contains("warning: the checkpoint was taken from image e2226cf6af463cb50d8fbd34a5ef4b3c176ad411236b24fc39c88312e9fb3400 (localhost/ckdiff:1), but "),
+            "{printed}"
+        );
+        check_ckdiff(&out, &printed, Some(debug));
+        assert!(
+            printed.contains(": 6 files (0 linked, 1 separate debug), "),
+            "{printed}"
+        );
+    }
+}
+
+#[test]
+fn ckdiff_with_its_real_image_layout() {
+    // The image exactly as Podman saved it: the checkpoint names it, no warning.
+    let out = scratch("ckdiff-real-image");
+    let printed = ck2core_ok(&[
+        testdata().join("ckdiff/ckdiff.tar.zst").to_str().unwrap(),
+        "-o",
+        out.to_str().unwrap(),
+        "--image",
+        testdata()
+            .join("ckdiff/ckdiff-image.oci-dir")
+            .to_str()
+            .unwrap(),
+    ]);
+    assert!(!printed.contains("warning"), "{printed}");
+    let exe = out.join("sysroot/var/lib/ck/ckfix-run");
+    let got = gdb_with_init(
+        &out.join("gdbinit"),
+        &out.join("core.1"),
+        Some(&exe),
+        &["info sharedlibrary", "thread apply 2 bt", "x/s secret_ptr"],
+    );
+    assert_eq!(warnings(&got), Vec::<&str>::new(), "{got}");
+    assert!(
+        got.contains("Yes         ") && got.contains("/sysroot/var/lib/ck/libckplug.so"),
+        "{got}"
+    );
+    assert!(
+        got.contains("spin_with_known_registers (tag=tag@entry=1) at ckfix.c:47"),
+        "{got}"
+    );
+    assert!(got.contains("\"CK2CORE-SECRET-5f1e2d3c4b5a\""), "{got}");
+}

@@ -108,7 +108,8 @@ fn ckfix_in_lldb_with_the_root() {
     let rootfs = td.join("host-rootfs");
     let (out, summary) = convert("lldb-ckfix", &td.join("ckfix/images"), Some(&rootfs));
     let init = std::fs::read_to_string(out.join("lldbinit")).unwrap();
-    let root = std::fs::canonicalize(&rootfs).unwrap();
+    // The sysroot beside the cores: the verified copies of the root's files.
+    let root = std::fs::canonicalize(out.join("sysroot")).unwrap();
     assert!(
         init.contains(&format!(
             "platform select remote-linux --sysroot {}\n",
@@ -129,7 +130,7 @@ fn ckfix_in_lldb_with_the_root() {
         threads.keys().copied().collect::<Vec<_>>(),
         [31227, 31230, 31231, 31232, 31233]
     );
-    // lldb found the executable and libc in the root, not on this machine.
+    // lldb found the executable and libc in the sysroot, not on this machine.
     for lib in ["ckfix/bin/ckfix", "x86_64-linux-gnu/libc.so.6"] {
         assert!(
             l.lines()

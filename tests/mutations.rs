@@ -53,7 +53,7 @@ fn exercise(dir: &Path, out: &Path) {
             10,
             &ck2core::model::filter::MemFilter::all(),
         );
-        let _ = ck2core::report::process_report(&p, &report_options(None));
+        let _ = ck2core::report::process_report(&p, &report_options(), ck.rootfs());
         let meta = serde_json::to_vec(&ck2core::views::core_metadata(&ck, &p, None)).ok();
         if let Ok(plan) = Plan::new(
             &p,
@@ -67,13 +67,10 @@ fn exercise(dir: &Path, out: &Path) {
     }
 }
 
-fn report_options(rootfs: Option<&Path>) -> ck2core::report::ReportOptions {
+fn report_options() -> ck2core::report::ReportOptions {
     ck2core::report::ReportOptions {
         stack_words: 64,
-        debug: ck2core::report::modules::DebugDirs {
-            host: Vec::new(),
-            rootfs: rootfs.map(Path::to_path_buf),
-        },
+        debug: ck2core::report::modules::DebugDirs { host: Vec::new() },
     }
 }
 
@@ -120,7 +117,7 @@ fn damaged_elf_files_never_panic_the_report() {
         std::fs::write(root.join("ckfix/bin/ckfix"), &bytes).unwrap();
         let r = catch_unwind(AssertUnwindSafe(|| {
             let p = ck.process(31227).unwrap();
-            ck2core::report::process_report(&p, &report_options(Some(&root)))
+            ck2core::report::process_report(&p, &report_options(), ck.rootfs())
         }));
         let r = r.unwrap_or_else(|_| panic!("round {round} panicked"));
         symbolized += r.threads[1]

@@ -99,11 +99,11 @@ fn fixtures_without_a_root_open_without_warnings() {
         assert!(n >= 1, "{}: no core:\n{err}", input.display());
         // Said once, however many processes.
         assert_eq!(
-            err.matches("symbols and the file pages CRIU did not save need the container's root filesystem (--rootfs DIR)").count(),
+            err.matches("symbols and the file pages CRIU did not save need the container's files (--rootfs DIR or --image IMAGE)").count(),
             1,
             "{err}"
         );
-        assert!(!err.contains("not in --rootfs"), "{err}");
+        assert!(!err.contains("not in the container's files"), "{err}");
     }
 }
 

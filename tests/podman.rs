@@ -29,11 +29,17 @@ fn check_archive(name: &str, pids: &[u32]) {
         .collect();
     cores.sort();
     let mut want: Vec<String> = pids.iter().map(|p| format!("core.{p}")).collect();
-    want.extend(["ck2core.py", "gdbinit", "lldbinit"].map(String::from));
+    want.extend(["ck2core.py", "gdbinit", "lldbinit", "sysroot"].map(String::from));
     want.sort();
     assert_eq!(
         cores, want,
-        "one core per pstree.img process, the gdb helper, nothing else"
+        "one core per pstree.img process, the gdb helper, the sysroot, nothing else"
+    );
+    // The only file the processes mapped is busybox (static): the sysroot holds it alone.
+    assert_eq!(
+        files_under(&out.join("sysroot")),
+        ["bin/busybox"],
+        "the sysroot holds exactly the mapped files"
     );
 
     let ckpt = Checkpoint::open(&Input::Path(archive.clone()), &OpenOptions::default()).unwrap();

@@ -295,7 +295,7 @@ fn without_rootfs_registers_stack_and_missing_files() {
         .find(|m| m["path"] == "/usr/lib/x86_64-linux-gnu/libc.so.6")
         .unwrap();
     assert_eq!(libc["found"], false);
-    assert_eq!(libc["missing"], "no --rootfs given");
+    assert_eq!(libc["missing"], "no --rootfs or --image given");
     assert_eq!(libc["build_id"], "93ac61ec5a8eb1396f9fbd350e3169a558528a40");
     let spin = p["threads"]
         .as_array()

@@ -68,8 +68,8 @@ fn pyspy(core: &Path, locals: bool) -> String {
 }
 
 /// py-spy has no sysroot: it opens the python binary NT_FILE names where it runs.
-/// `--host-paths` names the copy in the fixture's own root, so py-spy reads that
-/// one and not whatever this machine has at /usr/bin/python3.11.
+/// `--host-paths` names the verified copy in the sysroot beside the core, so py-spy
+/// reads that one and not whatever this machine has at /usr/bin/python3.11.
 #[test]
 fn pyspy_shows_the_live_threads_frames_and_lines() {
     let root = runtime("python/root");
@@ -79,14 +79,20 @@ fn pyspy_shows_the_live_threads_frames_and_lines() {
         2141,
         &["--rootfs", root.to_str().unwrap(), "--host-paths"],
     );
-    // NT_FILE names the fixture's own python, not /usr/bin/python3.11.
+    // NT_FILE names the container's python (the sysroot's copy of the fixture's),
+    // not /usr/bin/python3.11.
     let nt_file = CoreFile::open(&core)
         .notes()
         .into_iter()
         .find(|n| n.ntype == 0x4649_4c45)
         .unwrap()
         .desc;
-    let python = std::fs::canonicalize(root.join("usr/bin/python3.11")).unwrap();
+    let sysroot = core.parent().unwrap().join("sysroot");
+    let python = std::fs::canonicalize(sysroot.join("usr/bin/python3.11")).unwrap();
+    assert_eq!(
+        std::fs::read(&python).unwrap(),
+        std::fs::read(root.join("usr/bin/python3.11")).unwrap()
+    );
     let python = format!("{}\0", python.display());
     assert!(
         nt_file

@@ -12,6 +12,7 @@ pub mod oci;
 mod tarball;
 
 pub use ckimage::CheckpointImage;
+pub(crate) use tarball::spool_file;
 
 use std::collections::BTreeMap;
 use std::fs::File;
@@ -196,6 +197,16 @@ impl Blob {
             name: name.to_string(),
             file: Arc::new(file),
             base: 0,
+            len,
+        }
+    }
+
+    /// `len` bytes at `base` of a file shared with other blobs (a spool).
+    pub fn from_shared(name: &str, file: Arc<File>, base: u64, len: u64) -> Blob {
+        Blob {
+            name: name.to_string(),
+            file,
+            base,
             len,
         }
     }

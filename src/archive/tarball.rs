@@ -263,7 +263,7 @@ pub(super) fn index_stream(
 
 /// An anonymous temporary file: unlinked as soon as it is open, so it disappears
 /// with the process whatever happens.
-fn spool_file() -> Result<File> {
+pub(crate) fn spool_file() -> Result<File> {
     let dir = std::env::temp_dir();
     let nanos = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)

@@ -13,6 +13,7 @@ use ck2core::arch::Arch;
 use ck2core::core::{CoreOptions, Plan};
 use ck2core::model::dump::DumpPolicy;
 use ck2core::model::{Process, TaskState};
+use ck2core::rootfs::sysroot::Sysroot;
 use ck2core::rootfs::{resolve_in_root, NO_ROOT};
 
 /// A path under the output directory that is never created: gdb's sysroot when no
@@ -35,6 +36,10 @@ pub struct ConvertArgs {
     /// Overwrite existing core files.
     #[arg(long)]
     pub force: bool,
+    /// Write no DIR/sysroot: point the debuggers at --rootfs itself instead of a
+    /// verified copy of the files the processes mapped.
+    #[arg(long)]
+    pub no_sysroot: bool,
     #[command(flatten)]
     pub dump: DumpArgs,
 }
@@ -52,7 +57,7 @@ pub struct DumpArgs {
     pub self_contained: bool,
     /// Name the files in NT_FILE by their absolute paths under --rootfs instead of
     /// their container paths, for tools without a sysroot setting (py-spy).
-    #[arg(long, requires = "rootfs")]
+    #[arg(long)]
     pub host_paths: bool,
 }
 
@@ -105,6 +110,14 @@ pub fn run(a: ConvertArgs) -> anyhow::Result<ExitCode> {
 /// Converts the selected processes into `a.output`; returns the cores written and
 /// the number of processes that failed.
 pub fn convert(a: &ConvertArgs) -> anyhow::Result<(Vec<Converted>, usize)> {
+    if a.no_sysroot && a.source.image.is_some() {
+        anyhow::bail!(
+            "--no-sysroot leaves the debuggers only --rootfs to read the container's files; with --image, the sysroot is the only way (drop --no-sysroot, or unpack the image and give --rootfs)"
+        );
+    }
+    if a.dump.host_paths && !a.source.has_root() {
+        anyhow::bail!("--host-paths needs the container's files: --rootfs DIR or --image IMAGE");
+    }
     let ckpt = a.source.open()?;
     for n in ckpt.archive().notes() {
         say!("note: {n}");
@@ -118,13 +131,17 @@ pub fn convert(a: &ConvertArgs) -> anyhow::Result<(Vec<Converted>, usize)> {
     })?;
     let out_dir = abs(&a.output);
     let root = debugger_root(a);
+    let mut sysroot = match (&root, a.source.has_root() && !a.no_sysroot) {
+        (Some(r), true) => Some(Sysroot::create(r)?),
+        _ => None,
+    };
     // The engine's metadata is the same for every process: read it once.
     let container = ck2core::model::container::Container::read(ckpt.archive());
     let mut done = Vec::new();
     let mut failed = 0;
     let tty = std::io::stderr().is_terminal() && super::chatter() >= 1;
     for pid in pids {
-        let process = match ckpt.process(pid) {
+        let mut process = match ckpt.process(pid) {
             Ok(p) => p,
             Err(e) => {
                 eprintln!("failed   pid {pid}: {e}");
@@ -146,6 +163,17 @@ pub fn convert(a: &ConvertArgs) -> anyhow::Result<(Vec<Converted>, usize)> {
             policy: a.dump.policy(),
             metadata: Some(metadata),
         };
+        // Where each file came from, said before the sysroot takes its place.
+        let sources =
+            (super::chatter() >= 2).then(|| contributions(&process, a.source.image.is_some()));
+        // The sysroot first: the core's NT_FILE names exactly what it holds.
+        if let Some(s) = sysroot.as_mut() {
+            if let Err(e) = s.add(ckpt.rootfs(), &mut process) {
+                eprintln!("failed   pid {pid} ({}): sysroot: {e}", process.comm);
+                failed += 1;
+                continue;
+            }
+        }
         let result = Plan::new(&process, &opts).and_then(|plan| {
             let total = plan.content_bytes();
             let mut shown = 0u64;
@@ -184,7 +212,7 @@ pub fn convert(a: &ConvertArgs) -> anyhow::Result<(Vec<Converted>, usize)> {
                 }
                 if no_root > 0 {
                     say!(
-                        "           left out {} of file pages: no --rootfs given",
+                        "           left out {} of file pages: {NO_ROOT}",
                         human(no_root)
                     );
                 }
@@ -194,22 +222,22 @@ pub fn convert(a: &ConvertArgs) -> anyhow::Result<(Vec<Converted>, usize)> {
                         human(w.left_out.dontdump)
                     );
                 }
-                if super::chatter() >= 2 {
-                    for line in contributions(&process) {
-                        detail!("           {line}");
-                    }
+                for line in sources.iter().flatten() {
+                    detail!("           {line}");
                 }
                 let unlisted = &w.left_out.unlisted_files;
-                if !unlisted.is_empty() && a.source.rootfs.is_some() {
-                    let shown: Vec<&str> = unlisted.iter().take(3).map(String::as_str).collect();
-                    let more = unlisted.len().saturating_sub(3);
+                if !unlisted.is_empty() && a.source.has_root() {
                     say!(
-                        "           {} mapped file{} not in --rootfs (or different there), left out of NT_FILE: {}{}",
+                        "           {} mapped file{} not in the container's files (or different there), left out of NT_FILE:",
                         unlisted.len(),
                         if unlisted.len() == 1 { "" } else { "s" },
-                        shown.join(", "),
-                        if more > 0 { format!(" and {more} more") } else { String::new() }
                     );
+                    for path in unlisted.iter().take(3) {
+                        say!("             {}", unlisted_reason(&process, path));
+                    }
+                    if unlisted.len() > 3 {
+                        say!("             and {} more", unlisted.len() - 3);
+                    }
                 }
                 let exe = root.as_deref().and_then(|r| exe_in_root(r, &process));
                 let core = abs(&w.path);
@@ -225,10 +253,22 @@ pub fn convert(a: &ConvertArgs) -> anyhow::Result<(Vec<Converted>, usize)> {
             }
         }
     }
+    if let Some(s) = &sysroot {
+        let sum = s.summary();
+        say!(
+            "sysroot    {}: {} file{} ({} linked, {} separate debug), {}",
+            super::shown(s.dir()),
+            sum.files,
+            if sum.files == 1 { "" } else { "s" },
+            sum.linked,
+            sum.debug_files,
+            human(sum.bytes),
+        );
+    }
     if !done.is_empty() {
-        if a.source.rootfs.is_none() {
+        if !a.source.has_root() {
             say!(
-                "no --rootfs: the cores name no mapped files, so debuggers read none of this machine's in their place; symbols and the file pages CRIU did not save need the container's root filesystem (--rootfs DIR)"
+                "no --rootfs or --image: the cores name no mapped files, so debuggers read none of this machine's in their place; symbols and the file pages CRIU did not save need the container's files (--rootfs DIR or --image IMAGE)"
             );
         }
         write_gdbinit(&out_dir, root.as_deref())?;
@@ -251,7 +291,28 @@ fn abs(p: &Path) -> PathBuf {
 /// Where the debuggers find the container's files (their sysroot), if anywhere: the
 /// one place that decides it for both init files and both command lines.
 fn debugger_root(a: &ConvertArgs) -> Option<PathBuf> {
+    if a.source.has_root() && !a.no_sysroot {
+        return Some(abs(&a.output.join("sysroot")));
+    }
     a.source.rootfs.as_deref().map(abs)
+}
+
+/// `path: why its bytes could not be used`, from the resolver's answer.
+fn unlisted_reason(p: &Process, path: &str) -> String {
+    let why = p
+        .memory
+        .iter()
+        .flat_map(|m| &m.vmas)
+        .filter_map(|v| v.file.as_ref())
+        .find(|f| f.path == path)
+        .and_then(|f| f.content.as_ref().err());
+    match why {
+        Some(w) => format!(
+            "{path}: {}",
+            w.strip_prefix(&format!("{path}: ")).unwrap_or(w)
+        ),
+        None => path.to_string(),
+    }
 }
 
 /// The debuggers' sysroot: the root, or without one a path under the output
@@ -280,9 +341,17 @@ fn write_gdbinit(dir: &Path, root: Option<&Path>) -> anyhow::Result<()> {
          #   gdb -ix THIS-FILE --core core.PID [EXECUTABLE]\n",
     );
     if root.is_none() {
-        init += "# No --rootfs was given: nothing of the container's files is here.\n";
+        init += "# No --rootfs or --image was given: nothing of the container's files is here.\n";
     }
     init += &format!("set sysroot {}\n", sysroot(dir, root).display());
+    if let Some(r) = root {
+        // Separate debug files: the container's first, then this machine's (as
+        // gdb's default; gdb uses one only when its build-id or CRC matches).
+        init += &format!(
+            "set debug-file-directory {}:/usr/lib/debug\n",
+            r.join("usr/lib/debug").display()
+        );
+    }
     init += &format!("source {}\n", helper.display());
     write_file(&dir.join(GDBINIT), &init)
 }
@@ -298,7 +367,7 @@ fn write_lldbinit(dir: &Path, root: Option<&Path>) -> anyhow::Result<()> {
          #   lldb -S THIS-FILE --core core.PID [EXECUTABLE]\n",
     );
     if root.is_none() {
-        init += "# No --rootfs was given: nothing of the container's files is here.\n";
+        init += "# No --rootfs or --image was given: nothing of the container's files is here.\n";
     }
     let r = sysroot(dir, root);
     init += &format!("platform select remote-linux --sysroot {}\n", r.display());
@@ -360,7 +429,7 @@ fn lldb_program() -> String {
 
 /// What each source gave the process's memory, in pages, for `-v`: the
 /// checkpoint's own images, then every mapped file and where its bytes were found.
-fn contributions(p: &Process) -> Vec<String> {
+fn contributions(p: &Process, image: bool) -> Vec<String> {
     let maps = ck2core::views::memory::maps(p, &ck2core::model::filter::MemFilter::all());
     let mut total = ck2core::views::memory::PageCounts::default();
     for m in &maps {
@@ -387,6 +456,7 @@ fn contributions(p: &Process) -> Vec<String> {
             Ok(d) => match &d.in_root {
                 Some(r) => format!("from --rootfs {}", super::shown(&r.path)),
                 None if f.deleted => "from its ghost image in the checkpoint".into(),
+                None if image => "from rootfs-diff.tar or --image".into(),
                 None => "from rootfs-diff.tar".into(),
             },
             Err(why) => format!("not used: {why}"),

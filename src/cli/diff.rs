@@ -102,8 +102,15 @@ fn compare(a: &DiffArgs) -> anyhow::Result<Diff> {
         max_unpacked: a.max_unpacked,
     };
     let open = |path: &str, rootfs: Option<PathBuf>, side: &str| {
-        Checkpoint::open(&Input::parse(path), &OpenOptions { rootfs, limits })
-            .map_err(|e| anyhow::anyhow!("{side}: {e}"))
+        Checkpoint::open(
+            &Input::parse(path),
+            &OpenOptions {
+                rootfs,
+                limits,
+                ..Default::default()
+            },
+        )
+        .map_err(|e| anyhow::anyhow!("{side}: {e}"))
     };
     let ca = open(&a.a, a.rootfs.clone(), "A")?;
     let cb = open(&a.b, a.rootfs_b.clone().or(a.rootfs.clone()), "B")?;

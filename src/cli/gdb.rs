@@ -16,6 +16,9 @@ pub struct GdbArgs {
     /// The process to debug (default: the root of the process tree).
     #[arg(long, value_name = "PID")]
     pid: Option<u32>,
+    /// Point gdb at --rootfs itself instead of a verified copy of the mapped files.
+    #[arg(long)]
+    no_sysroot: bool,
     /// Further arguments for gdb, after `--`.
     #[arg(last = true)]
     gdb_args: Vec<String>,
@@ -44,6 +47,7 @@ pub fn run(a: GdbArgs) -> anyhow::Result<ExitCode> {
         output: dir,
         pids: vec![pid],
         force: true,
+        no_sysroot: a.no_sysroot,
         dump: Default::default(),
     };
     let (done, _) = convert(&args)?;

@@ -170,6 +170,10 @@ pub struct Source {
     /// (only when size and build-id match what the checkpoint recorded).
     #[arg(long, value_name = "DIR")]
     pub(crate) rootfs: Option<PathBuf>,
+    /// The container's image instead of --rootfs: an OCI image layout directory, an
+    /// OCI archive or a Docker archive (`podman save`, `docker save`), read in place.
+    #[arg(long, value_name = "IMAGE", conflicts_with = "rootfs")]
+    pub(crate) image: Option<PathBuf>,
     /// Most bytes a compressed or piped archive may expand to.
     #[arg(long, value_name = "BYTES", default_value_t = Limits::default().max_unpacked)]
     max_unpacked: u64,
@@ -183,16 +187,50 @@ impl Source {
     fn options(&self) -> OpenOptions {
         OpenOptions {
             rootfs: self.rootfs.clone(),
+            image: self.image.clone(),
             limits: Limits {
                 max_unpacked: self.max_unpacked,
             },
         }
     }
 
+    /// Whether the container's files were given (--rootfs or --image).
+    pub(crate) fn has_root(&self) -> bool {
+        self.rootfs.is_some() || self.image.is_some()
+    }
+
     /// Opens the checkpoint.
     fn open(&self) -> anyhow::Result<Checkpoint> {
-        Ok(Checkpoint::open(&self.input(), &self.options())?)
+        let ck = Checkpoint::open(&self.input(), &self.options())?;
+        for n in ck.rootfs().notes() {
+            eprintln!("note: {n}");
+        }
+        if let Some(w) = image_mismatch(&ck) {
+            eprintln!("warning: {w}");
+        }
+        Ok(ck)
     }
+}
+
+/// When the checkpoint's metadata names the image it ran from and `--image` is
+/// another one, what to tell the user. Only a warning: each file is still used only
+/// with the size and build-id CRIU recorded.
+fn image_mismatch(ck: &Checkpoint) -> Option<String> {
+    let image = ck.rootfs().image()?;
+    let c = ck2core::model::container::Container::read(ck.archive())?;
+    let recorded = c.image_id.as_deref()?;
+    let bare = |s: &str| s.trim_start_matches("sha256:").to_string();
+    if image.identity().iter().any(|i| bare(i) == bare(recorded)) {
+        return None;
+    }
+    Some(format!(
+        "the checkpoint was taken from image {}{}, but {} is {}{}; files are still used only when their size and build-id match",
+        recorded,
+        c.image.as_deref().map(|n| format!(" ({n})")).unwrap_or_default(),
+        image.label(),
+        image.identity().first().map(String::as_str).unwrap_or("?"),
+        image.reference().map(|n| format!(" ({n})")).unwrap_or_default(),
+    ))
 }
 
 /// A checkpoint, some of its processes, and the output format: what most

@@ -33,7 +33,6 @@ pub fn run(a: ReportArgs) -> anyhow::Result<()> {
             } else {
                 a.debug_dirs.clone()
             },
-            rootfs: a.select.source.rootfs.clone(),
         },
     };
     let r = report::build(&ck, &pids, &opts);

@@ -23,7 +23,7 @@ use crate::archive::Blob;
 use crate::archive::{Archive, Input, Limits};
 use crate::error::{Error, Result};
 use crate::images::{magic, pb, BlobImage, ByteOrder, Image, ImageDir};
-use crate::rootfs::{Expect, RootFs};
+use crate::rootfs::{Base, Expect, RootFs};
 use memory::{
     status, AddressSpace, FileData, MappedFile, Pagemap, SharedMemory, ShmemPages, Vma, VmaKind,
 };
@@ -33,6 +33,9 @@ use memory::{
 pub struct OpenOptions {
     /// The container's root filesystem, for file pages CRIU did not save.
     pub rootfs: Option<PathBuf>,
+    /// The container's image (OCI layout, OCI archive, Docker archive), instead of
+    /// `rootfs`.
+    pub image: Option<PathBuf>,
     /// Archive reading limits.
     pub limits: Limits,
 }
@@ -257,7 +260,6 @@ impl Checkpoint {
     pub fn open(input: &Input, opts: &OpenOptions) -> Result<Checkpoint> {
         let archive = Arc::new(Archive::open(input, &opts.limits)?);
         let images = ImageDir::new(archive.clone())?;
-        let rootfs = RootFs::new(opts.rootfs.clone(), &archive)?;
         let inventory = images.read("inventory.img", magic::INVENTORY)?;
         let inventory_order = inventory.as_ref().map(Image::byte_order);
         let img_version = inventory
@@ -329,6 +331,36 @@ impl Checkpoint {
                 remaps.insert(orig, (id, kind));
             }
         }
+        let mut image_notes = Vec::new();
+        let base = match (&opts.rootfs, &opts.image) {
+            (Some(dir), _) => Base::Dir(dir.clone()),
+            (None, Some(image)) => {
+                // A multi-platform image is read for the checkpoint's architecture.
+                let arch = tree
+                    .first()
+                    .and_then(|t| {
+                        let name = format!("core-{}.img", t.pid);
+                        images
+                            .require(&name, magic::CORE)
+                            .ok()?
+                            .single::<pb::CoreEntry>()
+                            .ok()
+                    })
+                    .and_then(|c| Arch::from_mtype("", c.mtype).ok());
+                let (layered, notes) = crate::rootfs::image::open(image, arch, &opts.limits)?;
+                image_notes = notes;
+                Base::Image(layered)
+            }
+            (None, None) => Base::None,
+        };
+        let mut rootfs = RootFs::new(base, &archive);
+        rootfs.add_notes(image_notes);
+        let wanted: Vec<(String, Option<u64>)> = files
+            .values()
+            .filter_map(|f| f.reg.as_ref())
+            .filter_map(|r| Some((r.name.clone()?, r.size)))
+            .collect();
+        rootfs.prefetch(&wanted);
         Ok(Checkpoint {
             images,
             rootfs,
@@ -339,6 +371,12 @@ impl Checkpoint {
             memfd_inodes,
             remaps,
         })
+    }
+
+    /// The container's files (the resolver): for the sysroot, the report and the
+    /// inspection commands.
+    pub fn rootfs(&self) -> &RootFs {
+        &self.rootfs
     }
 
     /// Where in the archive the CRIU images are (`""` or `"checkpoint/"`).

@@ -11,7 +11,7 @@ use serde::Serialize;
 
 use crate::arch::Arch;
 use crate::model::{Checkpoint, Process};
-use crate::rootfs::hex;
+use crate::rootfs::{hex, RootFs};
 use crate::views::{self, Hex, ThreadRow};
 use modules::{DebugDirs, Module, Modules};
 use unwind::{Memory, RawFrame, Trust};
@@ -151,7 +151,7 @@ pub fn build(ck: &Checkpoint, pids: &[u32], opts: &ReportOptions) -> Report {
         .iter()
         .filter(|t| pids.is_empty() || pids.contains(&t.pid))
         .map(|t| match ck.process(t.pid) {
-            Ok(p) => process_report(&p, opts),
+            Ok(p) => process_report(&p, opts, ck.rootfs()),
             Err(e) => ProcessReport {
                 pid: t.pid,
                 ppid: t.ppid,
@@ -173,10 +173,13 @@ pub fn build(ck: &Checkpoint, pids: &[u32], opts: &ReportOptions) -> Report {
     }
 }
 
-/// The report of one loaded process.
-pub fn process_report(p: &Process, opts: &ReportOptions) -> ProcessReport {
+/// The report of one loaded process; `root` serves the container's debug files.
+pub fn process_report(p: &Process, opts: &ReportOptions, root: &RootFs) -> ProcessReport {
     let empty = Modules { list: Vec::new() };
-    let modules = p.memory.as_ref().map(|m| Modules::load(m, &opts.debug));
+    let modules = p
+        .memory
+        .as_ref()
+        .map(|m| Modules::load(m, &opts.debug, root));
     let modules = modules.as_ref().unwrap_or(&empty);
     let mem = p.memory.as_ref().map(Memory::new);
     let rows = views::threads(p, true);

@@ -17,7 +17,7 @@ use object::{Object, ObjectSection, ObjectSegment, ObjectSymbol, SymbolKind};
 
 use crate::archive::Mapped;
 use crate::model::memory::{AddressSpace, FileData, MappedFile, Vma, VmaKind};
-use crate::rootfs::{hex, resolve_in_root};
+use crate::rootfs::{hex, RootFs};
 
 /// Bytes shared by every reader of one file: a mapping of it, or a copy (sparse or
 /// compressed data, the vDSO).
@@ -125,7 +125,7 @@ impl ElfInfo {
                 (s.address(), off, size)
             })
             .collect();
-        let build_id = file.build_id().ok().flatten().map(<[u8]>::to_vec);
+        let build_id = crate::rootfs::build_id_of(&file);
         let mut symbols: Vec<Symbol> = file
             .symbols()
             .chain(file.dynamic_symbols())
@@ -217,17 +217,16 @@ fn section_bytes(
     }
 }
 
-/// Where the report looks for separate debug files (by build-id only).
+/// Where the report looks for separate debug files (by build-id only), besides the
+/// container's own `usr/lib/debug` (through the resolver).
 #[derive(Debug, Clone, Default)]
 pub struct DebugDirs {
     /// Directories holding `.build-id/xx/rest.debug`, as on the analyst's machine.
     pub host: Vec<PathBuf>,
-    /// The container's root: its `usr/lib/debug` is searched too.
-    pub rootfs: Option<PathBuf>,
 }
 
 impl DebugDirs {
-    fn find(&self, build_id: &[u8]) -> Option<(PathBuf, Bytes, ElfInfo)> {
+    fn find(&self, root: &RootFs, build_id: &[u8]) -> Option<(PathBuf, Bytes, ElfInfo)> {
         if build_id.len() < 2 {
             return None;
         }
@@ -236,17 +235,20 @@ impl DebugDirs {
             build_id[0],
             hex(&build_id[1..])
         );
-        let mut candidates: Vec<PathBuf> = self.host.iter().map(|d| d.join(&rel)).collect();
-        if let Some(root) = &self.rootfs {
-            candidates.extend(resolve_in_root(root, &format!("usr/lib/debug/{rel}")));
-        }
-        candidates.into_iter().find_map(|p| {
+        let host = self.host.iter().find_map(|d| {
+            let p = d.join(&rel);
             let file = std::fs::File::open(&p).ok()?;
             let len = file.metadata().ok()?.len();
             let blob = crate::archive::Blob::from_file(&p.display().to_string(), file, len);
             let bytes = Bytes(Arc::new(Backing::Mapped(blob.map().ok()?)));
             let info = ElfInfo::parse(&bytes).ok()?;
             (info.build_id.as_deref() == Some(build_id)).then_some((p, bytes, info))
+        });
+        host.or_else(|| {
+            let found = root.debug_file(build_id)?;
+            let bytes = file_bytes(&found.data).ok()?;
+            let info = ElfInfo::parse(&bytes).ok()?;
+            Some((PathBuf::from(format!("/{}", found.path)), bytes, info))
         })
     }
 }
@@ -430,7 +432,7 @@ pub struct Modules {
 
 impl Modules {
     /// Finds and loads the modules of an address space.
-    pub fn load(mem: &AddressSpace, debug: &DebugDirs) -> Modules {
+    pub fn load(mem: &AddressSpace, debug: &DebugDirs, root: &RootFs) -> Modules {
         let mut groups: Vec<(Arc<MappedFile>, Vec<&Vma>)> = Vec::new();
         let mut vdso = None;
         for v in &mem.vmas {
@@ -451,7 +453,7 @@ impl Modules {
         }
         let mut list: Vec<Module> = groups
             .into_iter()
-            .filter_map(|(f, vmas)| file_module(&f, &vmas, debug))
+            .filter_map(|(f, vmas)| file_module(&f, &vmas, debug, root))
             .collect();
         if let Some(v) = vdso {
             list.push(vdso_module(mem, v));
@@ -472,7 +474,7 @@ fn maps_of(vmas: &[&Vma]) -> Vec<(u64, u64, u64, bool)> {
         .collect()
 }
 
-fn file_module(f: &MappedFile, vmas: &[&Vma], debug: &DebugDirs) -> Option<Module> {
+fn file_module(f: &MappedFile, vmas: &[&Vma], debug: &DebugDirs, root: &RootFs) -> Option<Module> {
     let maps = maps_of(vmas);
     let bytes = match &f.content {
         Ok(data) => file_bytes(data),
@@ -499,7 +501,7 @@ fn file_module(f: &MappedFile, vmas: &[&Vma], debug: &DebugDirs) -> Option<Modul
         if m.build_id.is_none() {
             m.build_id = info.build_id.clone();
         }
-        let dbg = m.build_id.as_deref().and_then(|id| debug.find(id));
+        let dbg = m.build_id.as_deref().and_then(|id| debug.find(root, id));
         m.loaded = Some(load(&m.maps, info, dbg.as_ref().map(|d| &d.2)));
         m.debug_file = dbg.map(|d| d.0);
     } else if let Some((_, Err(e))) = elf {

@@ -2,6 +2,7 @@
 //! reading what gdb printed.
 #![allow(dead_code)]
 
+pub mod image_forms;
 pub mod synth;
 
 use std::collections::BTreeMap;
@@ -641,4 +642,24 @@ impl synth::Foreign {
         }
         (got, threads)
     }
+}
+
+/// Regular files under `dir`, relative, sorted (symbolic links are not followed).
+pub fn files_under(dir: &Path) -> Vec<String> {
+    let mut out = Vec::new();
+    let mut todo = vec![dir.to_path_buf()];
+    while let Some(d) = todo.pop() {
+        for e in std::fs::read_dir(&d).unwrap() {
+            let e = e.unwrap();
+            let ft = e.file_type().unwrap();
+            if ft.is_dir() {
+                todo.push(e.path());
+            } else if ft.is_file() {
+                let rel = e.path().strip_prefix(dir).unwrap().display().to_string();
+                out.push(rel);
+            }
+        }
+    }
+    out.sort();
+    out
 }

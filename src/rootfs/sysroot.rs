@@ -1,0 +1,299 @@
+//! The sysroot beside the cores: exactly the files the converted processes mapped,
+//! each verified and taken from the layer that wins, their separate debug files by
+//! build-id, and the symbolic links the dynamic loader's names go through (with their
+//! targets rewritten to stay inside the sysroot). gdb and lldb are pointed at it, so
+//! they read the container's own files and never this machine's.
+//!
+//! A file that is a plain file of the local filesystem (`--rootfs`) is hard-linked
+//! when it can be, else copied (`std::fs::copy`, which reflinks where the filesystem
+//! can); anything else is copied from where the resolver found it.
+
+use std::collections::HashSet;
+use std::fs::File;
+use std::os::unix::fs::FileExt;
+use std::path::{Path, PathBuf};
+
+use super::{debug_path, interpreter, Node, RootFs};
+use crate::archive::normalize_name;
+use crate::error::{Error, Result};
+use crate::model::memory::{FileData, InRoot, MappedFile};
+use crate::model::Process;
+
+/// What the sysroot holds.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct Summary {
+    /// Files (mapped files and debug files).
+    pub files: usize,
+    /// Of those, separate debug files.
+    pub debug_files: usize,
+    /// Of those, hard links to `--rootfs` files (no bytes copied).
+    pub linked: usize,
+    /// Their total size.
+    pub bytes: u64,
+    /// Symbolic links recreated.
+    pub symlinks: usize,
+}
+
+/// A sysroot being written.
+pub struct Sysroot {
+    dir: PathBuf,
+    done: HashSet<String>,
+    links: HashSet<String>,
+    top_links: bool,
+    summary: Summary,
+}
+
+impl Sysroot {
+    /// Creates (or reuses) the directory `dir`.
+    pub fn create(dir: &Path) -> Result<Sysroot> {
+        std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
+        let dir = std::fs::canonicalize(dir).map_err(|e| Error::io(dir, e))?;
+        Ok(Sysroot {
+            dir,
+            done: HashSet::new(),
+            links: HashSet::new(),
+            top_links: false,
+            summary: Summary::default(),
+        })
+    }
+
+    /// Its directory (absolute).
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    /// What it holds so far.
+    pub fn summary(&self) -> Summary {
+        self.summary
+    }
+
+    /// Where a container path is in the sysroot, if the sysroot holds it.
+    pub fn holds(&self, container_path: &str) -> Option<PathBuf> {
+        let rel = normalize_name(container_path.trim_start_matches('/'))?;
+        self.done.contains(&rel).then(|| self.dir.join(rel))
+    }
+
+    /// Adds the files `process` mapped whose bytes were verified, their debug files
+    /// and the links to them; each of those files is then known to be here, at its
+    /// container path (so the core's NT_FILE lists exactly what the sysroot holds).
+    pub fn add(&mut self, root: &RootFs, process: &mut Process) -> Result<()> {
+        if !self.top_links {
+            self.top_links = true;
+            // /lib -> usr/lib and the like: the loader's names go through them.
+            for (name, node) in root.list("") {
+                if let Node::Symlink(t) = node {
+                    self.link(&name, &t)?;
+                }
+            }
+        }
+        let vma_files = process
+            .memory
+            .iter()
+            .flat_map(|m| m.vmas.iter())
+            .filter_map(|v| v.file.as_ref());
+        let files: Vec<_> = vma_files.chain(process.exe.iter()).cloned().collect();
+        for f in &files {
+            let Ok(data) = &f.content else { continue };
+            if f.deleted {
+                continue;
+            }
+            let Some(rel) = normalize_name(f.path.trim_start_matches('/')) else {
+                continue;
+            };
+            if !self.done.insert(rel.clone()) {
+                continue;
+            }
+            self.file(&rel, data)?;
+            if !f.build_id.is_empty() {
+                if let Some(dbg) = root.debug_file(&f.build_id) {
+                    let drel = debug_path(&f.build_id);
+                    if self.done.insert(drel.clone()) {
+                        self.file(&drel, &dbg.data)?;
+                        self.summary.debug_files += 1;
+                    }
+                }
+            }
+            // The program interpreter is opened by the name PT_INTERP gives.
+            if let Some(interp) = interpreter(&data.chunks[0].1) {
+                if let Ok(found) = root.find(&interp) {
+                    for (l, t) in &found.links {
+                        self.link(l, t)?;
+                    }
+                }
+            }
+            // Libraries are opened by their soname, a link beside the file.
+            let dir = rel.rsplit_once('/').map_or("", |d| d.0);
+            for (name, node) in root.list(dir) {
+                if !matches!(node, Node::Symlink(_)) {
+                    continue;
+                }
+                let lpath = if dir.is_empty() {
+                    name
+                } else {
+                    format!("{dir}/{name}")
+                };
+                if let Ok(found) = root.find(&lpath) {
+                    if found.path == rel {
+                        for (l, t) in &found.links {
+                            self.link(l, t)?;
+                        }
+                    }
+                }
+            }
+        }
+        let here = |f: &MappedFile| -> Option<PathBuf> {
+            if f.deleted || f.content.is_err() {
+                return None;
+            }
+            self.holds(&f.path)
+        };
+        let mark = |f: &mut std::sync::Arc<MappedFile>| {
+            if let Some(path) = here(f) {
+                if let Ok(d) = &mut std::sync::Arc::make_mut(f).content {
+                    d.in_root = Some(InRoot {
+                        path,
+                        by_container_path: true,
+                    });
+                }
+            }
+        };
+        for v in process.memory.iter_mut().flat_map(|m| m.vmas.iter_mut()) {
+            if let Some(f) = v.file.as_mut() {
+                mark(f);
+            }
+        }
+        if let Some(f) = process.exe.as_mut() {
+            mark(f);
+        }
+        Ok(())
+    }
+
+    /// Makes the directories of `rel` inside the sysroot, refusing to go through a
+    /// symbolic link (one of ours could otherwise lead a later write elsewhere).
+    fn parent_of(&self, rel: &str) -> Result<PathBuf> {
+        let mut p = self.dir.clone();
+        let parts: Vec<&str> = rel.split('/').collect();
+        for c in &parts[..parts.len() - 1] {
+            p.push(c);
+            match std::fs::symlink_metadata(&p) {
+                Ok(m) if m.is_dir() => {}
+                Ok(_) => {
+                    return Err(Error::io(
+                        &p,
+                        std::io::Error::other(format!(
+                            "is not a directory in the sysroot, so /{rel} can't be placed"
+                        )),
+                    ))
+                }
+                Err(_) => std::fs::create_dir(&p).map_err(|e| Error::io(&p, e))?,
+            }
+        }
+        Ok(p)
+    }
+
+    fn file(&mut self, rel: &str, data: &FileData) -> Result<()> {
+        let parent = self.parent_of(rel)?;
+        let name = rel.rsplit('/').next().unwrap_or(rel);
+        let target = parent.join(name);
+        let tmp = parent.join(format!(".{name}.ck2core-tmp"));
+        let _ = std::fs::remove_file(&tmp);
+        let origin = data.in_root.as_ref().map(|r| &r.path);
+        let linked = origin.is_some_and(|o| std::fs::hard_link(o, &tmp).is_ok());
+        if !linked {
+            let r = match origin {
+                Some(o) => std::fs::copy(o, &tmp).map(|_| ()),
+                None => write_chunks(&tmp, data),
+            };
+            if let Err(e) = r {
+                let _ = std::fs::remove_file(&tmp);
+                return Err(Error::io(&target, e));
+            }
+        }
+        std::fs::rename(&tmp, &target).map_err(|e| Error::io(&target, e))?;
+        self.summary.files += 1;
+        self.summary.bytes += data.size;
+        if linked {
+            self.summary.linked += 1;
+        }
+        Ok(())
+    }
+
+    /// Recreates the link `rel` -> `target`, its target rewritten relative and
+    /// clamped at the sysroot. Whatever is already at `rel` is kept.
+    fn link(&mut self, rel: &str, target: &str) -> Result<()> {
+        let Some(rel) = normalize_name(rel) else {
+            return Ok(());
+        };
+        if !self.links.insert(rel.clone()) {
+            return Ok(());
+        }
+        let parent = self.parent_of(&rel)?;
+        let at = parent.join(rel.rsplit('/').next().unwrap_or(&rel));
+        if std::fs::symlink_metadata(&at).is_ok() {
+            return Ok(());
+        }
+        std::os::unix::fs::symlink(contained(&rel, target), &at).map_err(|e| Error::io(&at, e))?;
+        self.summary.symlinks += 1;
+        Ok(())
+    }
+}
+
+/// `target` of a link at `rel`, as a relative path that can't leave the sysroot.
+pub(crate) fn contained(rel: &str, target: &str) -> String {
+    let dir: Vec<&str> = rel.split('/').collect();
+    let dir = &dir[..dir.len() - 1];
+    let mut parts: Vec<&str> = if target.starts_with('/') {
+        Vec::new()
+    } else {
+        dir.to_vec()
+    };
+    for c in target.split('/') {
+        match c {
+            "" | "." => {}
+            ".." => {
+                parts.pop();
+            }
+            c => parts.push(c),
+        }
+    }
+    let s = format!("{}{}", "../".repeat(dir.len()), parts.join("/"));
+    match s.trim_end_matches('/') {
+        "" => ".".to_string(),
+        t => t.to_string(),
+    }
+}
+
+fn write_chunks(path: &Path, data: &FileData) -> std::io::Result<()> {
+    let f = File::create(path)?;
+    f.set_len(data.size)?;
+    let mut buf = vec![0u8; 1 << 20];
+    for (off, blob) in &data.chunks {
+        let mut done = 0u64;
+        let len = blob.len().min(data.size.saturating_sub(*off));
+        while done < len {
+            let n = (len - done).min(buf.len() as u64) as usize;
+            blob.read_exact_at(done, &mut buf[..n])
+                .map_err(|e| std::io::Error::other(e.to_string()))?;
+            f.write_all_at(&buf[..n], off + done)?;
+            done += n as u64;
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::contained;
+
+    #[test]
+    fn link_targets_stay_inside() {
+        assert_eq!(contained("lib", "usr/lib"), "usr/lib");
+        assert_eq!(
+            contained("lib64/ld.so", "/lib/x86_64-linux-gnu/ld.so"),
+            "../lib/x86_64-linux-gnu/ld.so"
+        );
+        assert_eq!(contained("a/b/c", "../../../../../etc"), "../../etc");
+        assert_eq!(contained("a/x", "libx.so.1.2"), "../a/libx.so.1.2");
+        assert_eq!(contained("up", "/"), ".");
+    }
+}
