@@ -1,7 +1,7 @@
 //! Damaged checkpoints must give errors, never panics: every image of the real
 //! fixtures, truncated at many offsets and with bytes flipped, run through the whole
-//! library (open, load every process, plan and write a core, every view). The
-//! mutations come from a fixed-seed generator, so a failure reproduces.
+//! library (open, load every process, plan and write a core and a minidump, every
+//! view). The mutations come from a fixed-seed generator, so a failure reproduces.
 
 mod common;
 
@@ -43,10 +43,16 @@ fn exercise(dir: &Path, out: &Path) {
         let _ = ck.files(t.pid);
         let Ok(p) = ck.process(t.pid) else { continue };
         let _ = ck2core::views::threads(&p, true);
-        let _ = ck2core::views::memory::maps(&p);
+        let _ = ck2core::views::memory::maps(&p, &ck2core::model::filter::MemFilter::all());
         let _ = ck2core::views::memory::environment(&p);
         let pat = ck2core::views::memory::Pattern::literal(b"CK2CORE").unwrap();
-        let _ = ck2core::views::memory::search(&p, &pat, 8, 10);
+        let _ = ck2core::views::memory::search(
+            &p,
+            &pat,
+            8,
+            10,
+            &ck2core::model::filter::MemFilter::all(),
+        );
         let _ = ck2core::report::process_report(&p, &report_options(), ck.rootfs());
         let meta = serde_json::to_vec(&ck2core::views::core_metadata(&ck, &p, None)).ok();
         if let Ok(plan) = Plan::new(
@@ -58,6 +64,22 @@ fn exercise(dir: &Path, out: &Path) {
         ) {
             let _ = plan.write(out, t.pid, true, &mut |_| {});
         }
+        let full = ck2core::minidump::MinidumpOptions {
+            full_memory: true,
+            ..Default::default()
+        };
+        if let Ok(plan) = ck2core::minidump::Plan::new(&p, &full) {
+            let _ = plan.write(out, t.pid, true);
+        }
+    }
+    // Whatever failed, no temporary file is left behind.
+    for e in std::fs::read_dir(out).into_iter().flatten() {
+        let name = e.unwrap().file_name().into_string().unwrap();
+        assert!(
+            !name.contains(".partial-"),
+            "{name} left in {}",
+            out.display()
+        );
     }
 }
 
