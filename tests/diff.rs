@@ -578,3 +578,24 @@ fn diff_compares_only_the_filtered_memory() {
         (&first["a"], &first["b"], &Value::from(1))
     );
 }
+
+/// The same CRIU images in containerd's layout (its rootfs-diff.tar gzip-compressed,
+/// the image id as a digest) and in Podman's: only what the engines record differs.
+#[test]
+fn containerd_and_podman_layouts_of_one_checkpoint_differ_only_in_engine_fields() {
+    let (code, d) = diff_json(&ckbox("ckbox.containerd.tar"), &ckbox("ckbox.tar.zst"), &[]);
+    assert_eq!(code, 1, "{d:#}");
+    let what: Vec<&str> = d["container"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c["what"].as_str().unwrap())
+        .collect();
+    assert_eq!(what, ["engine", "runtime", "pod", "namespace"], "{d:#}");
+    assert_eq!(
+        d["rootfs_diff"],
+        serde_json::json!({"added": [], "removed": [], "changed": []})
+    );
+    assert_eq!(d["summary"]["pages_differ"], 0, "{d:#}");
+    assert_eq!(d["summary"]["processes_differ"], 0, "{d:#}");
+}

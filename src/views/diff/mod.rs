@@ -480,6 +480,11 @@ pub fn diff(a: &Checkpoint, b: &Checkpoint, opts: &DiffOptions) -> Result<Diff> 
     })
 }
 
+fn image_id(c: &Container) -> Option<String> {
+    let id = c.image_id.as_deref()?;
+    Some(id.strip_prefix("sha256:").unwrap_or(id).to_string())
+}
+
 fn container_changes(a: Option<&Container>, b: Option<&Container>) -> Vec<Change> {
     let d = Container::default();
     let (a, b) = (a.unwrap_or(&d), b.unwrap_or(&d));
@@ -489,7 +494,8 @@ fn container_changes(a: Option<&Container>, b: Option<&Container>) -> Vec<Change
         change("name", a.name.clone(), b.name.clone()),
         change("id", a.id.clone(), b.id.clone()),
         change("image", a.image.clone(), b.image.clone()),
-        change("image id", a.image_id.clone(), b.image_id.clone()),
+        // Podman records the bare hex, containerd the digest form: one image either way.
+        change("image id", image_id(a), image_id(b)),
         change("runtime", a.runtime.clone(), b.runtime.clone()),
         change("command", cmd(a), cmd(b)),
         change("hostname", a.hostname.clone(), b.hostname.clone()),
