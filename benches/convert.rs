@@ -4,7 +4,13 @@
 //!
 //! `cargo bench` prints the figures. Sizes: CK2CORE_BENCH_GIB (default 2) GiB of
 //! present pages in one process, spread over CK2CORE_BENCH_VMAS (default 1000) VMAs.
+//! The same checkpoint is then compressed as `criu dump --compress` would (an LZ4
+//! block per 256 KiB region, CRIU's default, then per page) and converted again:
+//! the rate counts the uncompressed bytes written to the core, and the peak memory
+//! of each conversion is measured on its own.
 
+#[path = "../tests/common/compress.rs"]
+mod compress;
 #[path = "../tests/common/synth.rs"]
 mod synth;
 
@@ -31,6 +37,35 @@ fn peak_rss() -> u64 {
         .find_map(|l| l.strip_prefix("VmHWM:"))
         .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
         .map_or(0, |kb| kb * 1024)
+}
+
+/// Starts measuring peak resident memory afresh (Linux clear_refs "5").
+fn reset_peak_rss() {
+    let _ = std::fs::write("/proc/self/clear_refs", "5");
+}
+
+/// Best time of two conversions of process 1 of `images` into `out`.
+fn convert(images: &Path, out: &Path, bytes: u64) -> Duration {
+    best_of(2, || {
+        let t = Instant::now();
+        let ckpt =
+            Checkpoint::open(&Input::Path(images.to_path_buf()), &OpenOptions::default()).unwrap();
+        let process = ckpt.process(1).unwrap();
+        let plan = Plan::new(&process, &CoreOptions::default()).unwrap();
+        let w = plan.write(out, 1, true, &mut |_| {}).unwrap();
+        assert_eq!(w.data_bytes, bytes);
+        t.elapsed()
+    })
+}
+
+/// Total size of the pages files in `dir`.
+fn pages_size(dir: &Path) -> u64 {
+    std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap())
+        .filter(|e| e.file_name().to_string_lossy().starts_with("pages-"))
+        .map(|e| e.metadata().unwrap().len())
+        .sum()
 }
 
 fn best_of(n: usize, mut f: impl FnMut() -> Duration) -> Duration {
@@ -63,7 +98,15 @@ fn main() {
     );
     write_images(&images, &[p]);
     write_pages(&images, 1, per_vma * nvma, |i, pg| {
-        pg.fill((i % 251) as u8 + 1);
+        // Half noise, half a repeated byte: LZ4 stores about half of each page.
+        let mut x = i.wrapping_mul(0x9e37_79b9_7f4a_7c15) | 1;
+        for w in pg[..PAGE as usize / 2].chunks_mut(8) {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            w.copy_from_slice(&x.to_le_bytes());
+        }
+        pg[PAGE as usize / 2..].fill((i % 251) as u8 + 1);
         pg[..8].copy_from_slice(&i.to_le_bytes());
     });
     let bytes = per_vma * nvma * PAGE;
@@ -94,16 +137,34 @@ fn main() {
     });
     let out = dir.join("cores");
     std::fs::create_dir_all(&out).unwrap();
-    let convert = best_of(2, || {
-        let t = Instant::now();
-        let ckpt = Checkpoint::open(&Input::Path(images.clone()), &OpenOptions::default()).unwrap();
-        let process = ckpt.process(1).unwrap();
-        let plan = Plan::new(&process, &CoreOptions::default()).unwrap();
-        let w = plan.write(&out, 1, true, &mut |_| {}).unwrap();
-        assert_eq!(w.data_bytes, bytes);
-        t.elapsed()
-    });
+    reset_peak_rss();
+    let raw = convert(&images, &out, bytes);
     let peak = peak_rss();
+    // The same pages compressed, per page (a copy) and per 256 KiB region.
+    let per_page = dir.join("images-per-page");
+    let ok = std::process::Command::new("cp")
+        .arg("-r")
+        .arg(&images)
+        .arg(&per_page)
+        .status()
+        .unwrap()
+        .success();
+    assert!(ok);
+    let mut compressed = Vec::new();
+    for (label, o, at) in [
+        (
+            "LZ4 per 256 KiB region",
+            compress::Options::region(64),
+            &images,
+        ),
+        ("LZ4 per page", compress::Options::per_page(), &per_page),
+    ] {
+        compress::compress_dir(at, PAGE, &o);
+        reset_peak_rss();
+        let t = convert(at, &out, bytes);
+        compressed.push((label, t, peak_rss(), pages_size(at)));
+    }
+    let convert = raw;
     let mib = |b: u64| b as f64 / (1 << 20) as f64;
     let rate = |d: Duration| mib(bytes) / d.as_secs_f64();
     println!(
@@ -129,6 +190,15 @@ fn main() {
         mib(peak),
         mib(rss_before)
     );
+    for (label, t, peak, stored) in compressed {
+        println!(
+            "convert, {label:<22}{:>8.0} MiB/s  ({:.2} s; pages stored in {:.0}% of their size; peak memory {:.1} MiB)",
+            rate(t),
+            t.as_secs_f64(),
+            100.0 * stored as f64 / bytes as f64,
+            mib(peak)
+        );
+    }
     let _ = std::fs::remove_dir_all(&dir);
 
     checkpoint_images();

@@ -124,29 +124,26 @@ fn damaged_elf_files_never_panic_the_report() {
     assert!(symbolized > 300, "only {symbolized} frames symbolized");
 }
 
-fn copy_dir(from: &Path, to: &Path) {
-    std::fs::create_dir_all(to).unwrap();
-    for e in std::fs::read_dir(from).unwrap() {
-        let e = e.unwrap();
-        std::fs::copy(e.path(), to.join(e.file_name())).unwrap();
-    }
+fn mutate_fixture(name: &str, rounds: usize, seed: u64) {
+    mutate(&testdata().join(name), name, &|_| true, rounds, seed);
 }
 
-fn mutate_fixture(name: &str, rounds: usize, seed: u64) {
-    let src = testdata().join(name);
+/// Damages images of `src` (those `pick` accepts) in `rounds` ways.
+fn mutate(src: &Path, name: &str, pick: &dyn Fn(&str) -> bool, rounds: usize, seed: u64) {
     let work = scratch(&format!("mutations-{}", name.replace('/', "-")));
     let dir = work.join("images");
     let out = work.join("cores");
     std::fs::create_dir_all(&out).unwrap();
-    let mut files: Vec<_> = std::fs::read_dir(&src)
+    let mut files: Vec<_> = std::fs::read_dir(src)
         .unwrap()
         .map(|e| e.unwrap().file_name())
+        .filter(|n| pick(n.to_str().unwrap()))
         .collect();
     files.sort();
     let mut rng = Rng(seed);
     for round in 0..rounds {
         let _ = std::fs::remove_dir_all(&dir);
-        copy_dir(&src, &dir);
+        copy_dir(src, &dir);
         // Damage one or two images per round, each in one of three ways.
         for _ in 0..1 + rng.below(2) {
             let f = &files[rng.below(files.len() as u64) as usize];
@@ -189,6 +186,24 @@ fn damaged_ckfix_images_never_panic() {
 #[test]
 fn damaged_sleep_images_never_panic() {
     mutate_fixture("sleep/images", 150, 0x5eed_0002);
+}
+
+#[test]
+fn damaged_compressed_pages_never_panic() {
+    // ckfix with its pages compressed in every way at once (regions of 3 pages,
+    // raw and LZ4 blocks, aligned payloads, plain entries); only the pagemaps, the
+    // pages files and the inventory are damaged.
+    let src = scratch("mutations-compressed-src").join("images");
+    copy_dir(&testdata().join("ckfix/images"), &src);
+    let o = compress::Options {
+        raw_every: 3,
+        plain_every: 4,
+        align: compress::Align::BeforeRaw,
+        ..compress::Options::region(3)
+    };
+    compress::compress_dir(&src, 4096, &o);
+    let pick = |n: &str| n.starts_with("page") || n == "inventory.img";
+    mutate(&src, "compressed", &pick, 120, 0x5eed_0003);
 }
 
 /// Truncation of each image kind at many offsets, through the command line: the

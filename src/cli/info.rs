@@ -98,10 +98,19 @@ pub fn run(a: InfoArgs) -> anyhow::Result<()> {
         }
     }
     let size = root.leaf(format!("Checkpoint size: {}", human(info.checkpoint_size)));
-    size.leaf(format!(
+    let pages = size.leaf(format!(
         "Memory pages size: {}",
         human(info.memory_pages_size)
     ));
+    if let Some(c) = &info.page_compression {
+        pages.leaf(match (c.mode.as_str(), c.region_size) {
+            ("per-page", _) => "LZ4 compressed, a block per page".to_string(),
+            ("region", Some(r)) => {
+                format!("LZ4 compressed, a block per {} region", human(r.into()))
+            }
+            (m, _) => format!("compressed ({m})"),
+        });
+    }
     if let Some(d) = info.rootfs_diff_size {
         let stored = info
             .rootfs_diff_stored

@@ -18,6 +18,9 @@ use prost::Message;
 use crate::archive::{resolve_link, Archive, Blob, Format, Input, Limits};
 use crate::error::{Error, Result};
 
+pub mod pagemap;
+pub mod pages;
+
 /// Messages generated from `proto/criu.proto`.
 #[allow(missing_docs, clippy::all)]
 pub mod pb {

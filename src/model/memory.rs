@@ -10,8 +10,9 @@ use std::sync::Arc;
 use serde::Serialize;
 
 use crate::archive::Blob;
-use crate::error::{Error, Result};
-use crate::images::{magic, pb, ImageDir};
+use crate::error::Result;
+pub use crate::images::pagemap::{pe, PageRun, Pagemap};
+pub use crate::images::pages::Bytes;
 
 /// VMA status bits (CRIU criu/include/image.h).
 pub mod status {
@@ -49,16 +50,6 @@ pub mod status {
     pub const GUARD: u32 = 1 << 16;
     /// [uprobes]
     pub const UPROBES: u32 = 1 << 17;
-}
-
-/// Pagemap entry flags.
-pub mod pe {
-    /// Pages are in the parent images.
-    pub const PARENT: u32 = 1 << 0;
-    /// Pages may be restored lazily.
-    pub const LAZY: u32 = 1 << 1;
-    /// Pages are in this dump's pages file.
-    pub const PRESENT: u32 = 1 << 2;
 }
 
 /// What a VMA is, for the core writer and for people.
@@ -231,8 +222,9 @@ impl Vma {
 pub enum Source {
     /// Bytes at an offset of a blob (pages file, shmem, ghost or container file).
     Bytes {
-        /// The blob.
-        blob: Blob,
+        /// The bytes: a member, or the saved pages of a pagemap (raw or
+        /// compressed, read the same way).
+        blob: Bytes,
         /// Offset in it.
         offset: u64,
         /// What kind of source, for reports.
@@ -267,126 +259,6 @@ pub struct Extent {
     pub len: u64,
     /// Where the bytes are.
     pub source: Source,
-}
-
-/// One pagemap entry, normalised.
-#[derive(Debug, Clone, Copy)]
-pub struct PageRun {
-    /// First address (or object offset for shmem).
-    pub vaddr: u64,
-    /// Length in bytes.
-    pub len: u64,
-    /// PE_* flags.
-    pub flags: u32,
-    /// Offset in the pages file (meaningful with PE_PRESENT).
-    pub offset: u64,
-}
-
-/// A decoded pagemap with its pages file.
-#[derive(Debug)]
-pub struct Pagemap {
-    /// Member name, for messages.
-    pub member: String,
-    /// Sorted, non-overlapping runs.
-    pub runs: Vec<PageRun>,
-    /// The pages file, if any run is present.
-    pub pages: Option<Blob>,
-}
-
-impl Pagemap {
-    /// Loads `pagemap-<name>.img` and checks it against its pages file.
-    pub fn load(dir: &ImageDir, file: &str, page_size: u64) -> Result<Option<Pagemap>> {
-        let Some(mut img) = dir.read(file, magic::PAGEMAP)? else {
-            return Ok(None);
-        };
-        let member = img.member().to_string();
-        let head: pb::PagemapHead = img
-            .next_entry()?
-            .ok_or_else(|| Error::image(&member, "holds no pagemap_head entry"))?;
-        let mut runs: Vec<PageRun> = Vec::new();
-        let mut offset = 0u64;
-        while let Some(e) = img.next_entry::<pb::PagemapEntry>()? {
-            let vaddr = e
-                .vaddr
-                .ok_or_else(|| img.error("pagemap_entry.vaddr is missing"))?;
-            let flags = match (e.in_parent, e.flags) {
-                (Some(true), _) => pe::PARENT,
-                (_, Some(f)) => f,
-                (_, None) => pe::PRESENT,
-            };
-            let nr = e.nr_pages.unwrap_or(e.compat_nr_pages.unwrap_or(0) as u64);
-            if vaddr % page_size != 0 {
-                return Err(img.error(format!("vaddr {vaddr:#x} is not page aligned")));
-            }
-            let len = nr
-                .checked_mul(page_size)
-                .filter(|l| vaddr.checked_add(*l).is_some())
-                .ok_or_else(|| {
-                    img.error(format!(
-                        "nr_pages {nr} at {vaddr:#x} overflows the address space"
-                    ))
-                })?;
-            if let Some(prev) = runs.last() {
-                if vaddr < prev.vaddr + prev.len {
-                    return Err(img.error(format!(
-                        "vaddr {vaddr:#x} overlaps or precedes the previous entry ({:#x}-{:#x}); entries must be sorted and disjoint",
-                        prev.vaddr,
-                        prev.vaddr + prev.len
-                    )));
-                }
-            }
-            let run = PageRun {
-                vaddr,
-                len,
-                flags,
-                offset,
-            };
-            if flags & pe::PRESENT != 0 {
-                offset = offset
-                    .checked_add(len)
-                    .ok_or_else(|| img.error("pages total overflows"))?;
-            }
-            if len > 0 {
-                runs.push(run);
-            }
-        }
-        let pages = if offset > 0 {
-            let id = head
-                .pages_id
-                .ok_or_else(|| Error::image(&member, "pagemap_head.pages_id is missing"))?;
-            let blob = dir.raw(&format!("pages-{id}.img"))?;
-            if blob.len() < offset {
-                return Err(Error::image(
-                    &member,
-                    format!(
-                        "entries need {offset} bytes of pages but {} has only {} (truncated?)",
-                        blob.name(),
-                        blob.len()
-                    ),
-                ));
-            }
-            Some(blob)
-        } else {
-            None
-        };
-        Ok(Some(Pagemap {
-            member,
-            runs,
-            pages,
-        }))
-    }
-
-    /// Index of the first run that ends after `addr`.
-    fn first_after(&self, addr: u64) -> usize {
-        self.runs.partition_point(|r| r.vaddr + r.len <= addr)
-    }
-
-    /// Whether any run overlaps `[start, end)`.
-    pub fn overlaps(&self, start: u64, end: u64) -> bool {
-        self.runs
-            .get(self.first_after(start))
-            .is_some_and(|r| r.vaddr < end)
-    }
 }
 
 /// The memory of one process.
@@ -548,7 +420,7 @@ impl AddressSpace {
             }
             let stop = cend.min(inside_end);
             let source = Source::Bytes {
-                blob: blob.clone(),
+                blob: blob.clone().into(),
                 offset: at - coff,
                 origin: Origin::Rootfs,
             };
@@ -595,7 +467,7 @@ impl AddressSpace {
                         start,
                         inside,
                         Source::Bytes {
-                            blob: blob.clone(),
+                            blob: blob.clone().into(),
                             offset: obj(start),
                             origin: Origin::Shmem,
                         },

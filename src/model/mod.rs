@@ -21,6 +21,7 @@ use crate::arch::{Arch, Registers};
 use crate::archive::Blob;
 use crate::archive::{Archive, Input, Limits};
 use crate::error::{Error, Result};
+use crate::images::pagemap::Compression;
 use crate::images::{magic, pb, BlobImage, ByteOrder, Image, ImageDir};
 use crate::rootfs::{Base, Expect, RootFs};
 use memory::{
@@ -240,6 +241,8 @@ pub struct Checkpoint {
     pub tree: Vec<TreeEntry>,
     /// CRIU image format version (inventory.img).
     pub img_version: Option<u32>,
+    /// Page compression, as inventory.img records it.
+    pub compression: Option<Compression>,
     /// Byte order of the machine that was checkpointed (from inventory.img's magic,
     /// else pstree.img's): raw words in the images are in it.
     pub byte_order: ByteOrder,
@@ -261,10 +264,11 @@ impl Checkpoint {
         let images = ImageDir::new(archive.clone())?;
         let inventory = images.read("inventory.img", magic::INVENTORY)?;
         let inventory_order = inventory.as_ref().map(Image::byte_order);
-        let img_version = inventory
+        let inventory = inventory
             .map(|i| i.single::<pb::InventoryEntry>())
-            .transpose()?
-            .and_then(|i| i.img_version);
+            .transpose()?;
+        let img_version = inventory.as_ref().and_then(|i| i.img_version);
+        let compression = inventory.as_ref().and_then(Compression::from_inventory);
         let mut pstree = images.require("pstree.img", magic::PSTREE)?;
         let byte_order = inventory_order.unwrap_or(pstree.byte_order());
         let mut tree: Vec<TreeEntry> = Vec::new();
@@ -365,6 +369,7 @@ impl Checkpoint {
             rootfs,
             tree,
             img_version,
+            compression,
             byte_order,
             files,
             memfd_inodes,
@@ -1010,7 +1015,7 @@ fn vma_kind(st: u32) -> VmaKind {
 
 /// Every saved page must belong to a VMA: pages outside any are a damaged image.
 fn check_pagemap_inside_vmas(pm: &Pagemap, vmas: &[Vma]) -> Result<()> {
-    for (i, run) in pm.runs.iter().enumerate() {
+    for run in &pm.runs {
         let mut at = run.vaddr;
         let end = run.vaddr + run.len;
         while at < end {
@@ -1022,7 +1027,7 @@ fn check_pagemap_inside_vmas(pm: &Pagemap, vmas: &[Vma]) -> Result<()> {
                         &pm.member,
                         format!(
                             "entry {}: pages {:#x}-{end:#x} are outside every VMA (first stray address {at:#x})",
-                            i + 1,
+                            run.entry,
                             run.vaddr
                         ),
                     ))

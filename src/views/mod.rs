@@ -60,6 +60,8 @@ pub struct Info {
     pub checkpoint_size: u64,
     /// Size of the memory pages files.
     pub memory_pages_size: u64,
+    /// How the pages are compressed, if they are (`criu dump --compress`).
+    pub page_compression: Option<PageCompression>,
     /// Size of rootfs-diff.tar, if any (decompressed, when it was stored compressed).
     pub rootfs_diff_size: Option<u64>,
     /// How rootfs-diff.tar was stored, when it was compressed (containerd).
@@ -79,6 +81,15 @@ pub struct Stored {
     pub compression: &'static str,
     /// Stored (compressed) size in bytes.
     pub size: u64,
+}
+
+/// Page compression, as inventory.img records it.
+#[derive(Debug, Serialize, schemars::JsonSchema)]
+pub struct PageCompression {
+    /// `"per-page"`, `"region"`, or `"unknown-N"` for a mode ck2core does not know.
+    pub mode: String,
+    /// Bytes per region (region mode).
+    pub region_size: Option<u32>,
 }
 
 /// Builds [`Info`].
@@ -111,6 +122,14 @@ pub fn info(ck: &Checkpoint) -> Info {
         arch,
         checkpoint_size,
         memory_pages_size,
+        page_compression: ck.compression.map(|c| PageCompression {
+            mode: match c.mode {
+                1 => "per-page".into(),
+                2 => "region".into(),
+                m => format!("unknown-{m}"),
+            },
+            region_size: c.region_size,
+        }),
         rootfs_diff_size: archive.member("rootfs-diff.tar").map(|m| m.size),
         rootfs_diff_stored: archive
             .member("rootfs-diff.tar")

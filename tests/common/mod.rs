@@ -2,6 +2,7 @@
 //! reading what gdb printed.
 #![allow(dead_code)]
 
+pub mod compress;
 pub mod image_forms;
 pub mod synth;
 
@@ -20,6 +21,15 @@ pub fn scratch(name: &str) -> PathBuf {
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir).unwrap();
     dir
+}
+
+/// Copies the files of the flat directory `from` into `to` (created).
+pub fn copy_dir(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for e in std::fs::read_dir(from).unwrap() {
+        let e = e.unwrap();
+        std::fs::copy(e.path(), to.join(e.file_name())).unwrap();
+    }
 }
 
 /// Runs the ck2core binary.

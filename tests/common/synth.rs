@@ -55,6 +55,7 @@ pub fn run(vaddr: u64, nr_pages: u64, flags: u32) -> pb::PagemapEntry {
         in_parent: None,
         flags: Some(flags),
         nr_pages: Some(nr_pages),
+        ..Default::default()
     }
 }
 
@@ -187,6 +188,7 @@ pub fn write_images(dir: &Path, procs: &[Proc]) {
             magic::INVENTORY,
             &[pb::InventoryEntry {
                 img_version: Some(2),
+                ..Default::default()
             }],
         ),
     );
