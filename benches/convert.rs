@@ -247,9 +247,15 @@ fn main() {
         let mut n = 0;
         for pid in [31227, 31229] {
             let process = ckpt.process(pid).unwrap();
-            n += ck2core::views::memory::search(&process, &pat, 16, 1000)
-                .unwrap()
-                .len();
+            n += ck2core::views::memory::search(
+                &process,
+                &pat,
+                16,
+                1000,
+                &ck2core::model::filter::MemFilter::all(),
+            )
+            .unwrap()
+            .len();
         }
         assert!(n >= 3);
         t.elapsed()

@@ -43,10 +43,16 @@ fn exercise(dir: &Path, out: &Path) {
         let _ = ck.files(t.pid);
         let Ok(p) = ck.process(t.pid) else { continue };
         let _ = ck2core::views::threads(&p, true);
-        let _ = ck2core::views::memory::maps(&p);
+        let _ = ck2core::views::memory::maps(&p, &ck2core::model::filter::MemFilter::all());
         let _ = ck2core::views::memory::environment(&p);
         let pat = ck2core::views::memory::Pattern::literal(b"CK2CORE").unwrap();
-        let _ = ck2core::views::memory::search(&p, &pat, 8, 10);
+        let _ = ck2core::views::memory::search(
+            &p,
+            &pat,
+            8,
+            10,
+            &ck2core::model::filter::MemFilter::all(),
+        );
         let _ = ck2core::report::process_report(&p, &report_options(), ck.rootfs());
         let meta = serde_json::to_vec(&ck2core::views::core_metadata(&ck, &p, None)).ok();
         if let Ok(plan) = Plan::new(

@@ -155,8 +155,23 @@ fn invocations(command: &str, fixture: &str, rootfs: &str) -> Vec<Vec<String>> {
                     &format!("{:#x}", end - 8),
                     "24",
                 ]),
+                // No address: the ranges a memory filter selects.
+                v(&[
+                    command,
+                    fixture,
+                    "--pid",
+                    &pid,
+                    "--range",
+                    &format!("{start:x}-{:x}", start + 64),
+                ]),
             ]
         }
+        // A checkpoint against itself (exit 0); tests/diff.rs validates outputs that
+        // differ.
+        "diff" => vec![
+            v(&[command, fixture, fixture]),
+            v(&[command, fixture, fixture, "--regs", "--kind", "heap,stack"]),
+        ],
         _ => panic!(
             "ck2core {command} has --json: add its invocations to tests/schema.rs so its \
              output is validated against docs/schema/{command}.json"

@@ -430,7 +430,7 @@ fn lldb_program() -> String {
 /// What each source gave the process's memory, in pages, for `-v`: the
 /// checkpoint's own images, then every mapped file and where its bytes were found.
 fn contributions(p: &Process, image: bool) -> Vec<String> {
-    let maps = ck2core::views::memory::maps(p);
+    let maps = ck2core::views::memory::maps(p, &ck2core::model::filter::MemFilter::all());
     let mut total = ck2core::views::memory::PageCounts::default();
     for m in &maps {
         let c = &m.pages;

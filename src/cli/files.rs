@@ -4,7 +4,7 @@ use clap::Args;
 use serde::Serialize;
 
 use super::{print_json, Select};
-use ck2core::model::files::{OpenFile, ProcessFiles};
+use ck2core::model::files::ProcessFiles;
 use ck2core::model::Process;
 
 #[derive(Args)]
@@ -55,77 +55,6 @@ fn mapped(p: &Process) -> Vec<Mapped> {
     out
 }
 
-fn describe(f: &OpenFile) -> String {
-    match f {
-        OpenFile::Regular { path, pos, .. } => format!(
-            "REG     {path}{}",
-            if *pos > 0 {
-                format!(" (pos {pos})")
-            } else {
-                String::new()
-            }
-        ),
-        OpenFile::Pipe { pipe_id, flags } => {
-            format!(
-                "PIPE    pipe:[{pipe_id}] ({} end)",
-                if flags & 3 == 0 { "read" } else { "write" }
-            )
-        }
-        OpenFile::Fifo { pipe_id } => format!("FIFO    pipe:[{pipe_id}]"),
-        OpenFile::Inet {
-            family,
-            protocol,
-            state,
-            src,
-            src_port,
-            dst,
-            dst_port,
-            ..
-        } => {
-            let a = |ip: &str, port: u32| {
-                if *family == "ipv6" {
-                    format!("[{ip}]:{port}")
-                } else {
-                    format!("{ip}:{port}")
-                }
-            };
-            format!(
-                "{:<7} {state:<11} {} -> {}",
-                protocol.to_uppercase(),
-                a(src, *src_port),
-                a(dst, *dst_port)
-            )
-        }
-        OpenFile::Unix {
-            sock_type,
-            state,
-            name,
-            ino,
-            peer,
-        } => format!(
-            "UNIX    {sock_type} {state} {}ino {ino}{}",
-            if name.is_empty() {
-                String::new()
-            } else {
-                format!("{name} ")
-            },
-            if *peer != 0 {
-                format!(", peer {peer}")
-            } else {
-                String::new()
-            }
-        ),
-        OpenFile::Eventfd { counter } => format!("EVENTFD counter {counter}"),
-        OpenFile::Eventpoll => "EPOLL".into(),
-        OpenFile::Signalfd { signals } => format!("SIGNALFD {}", signals.join(",")),
-        OpenFile::Timerfd { clockid } => format!("TIMERFD clock {clockid}"),
-        OpenFile::Tty => "TTY".into(),
-        OpenFile::Memfd { name } => format!("MEMFD   memfd:{name}"),
-        OpenFile::Namespace { ns_id } => format!("NS      namespace {ns_id}"),
-        OpenFile::Other { kind } => kind.to_uppercase(),
-    }
-}
-
 pub fn run(a: FilesArgs) -> anyhow::Result<()> {
     let (ck, procs) = a.select.load()?;
     let mut out = Out {
@@ -145,7 +74,7 @@ pub fn run(a: FilesArgs) -> anyhow::Result<()> {
         outln!("  cwd   {}", e.files.cwd.as_deref().unwrap_or("?"));
         outln!("  root  {}", e.files.root.as_deref().unwrap_or("?"));
         for fd in &e.files.fds {
-            outln!("  {:>4}  {}", fd.fd, describe(&fd.file));
+            outln!("  {:>4}  {}", fd.fd, fd.file.describe());
         }
         if !e.mapped.is_empty() {
             outln!("  mapped files:");

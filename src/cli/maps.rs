@@ -3,13 +3,15 @@
 use clap::Args;
 use serde::Serialize;
 
-use super::{print_json, Select};
+use super::{print_json, MemArgs, Select};
 use ck2core::views::memory::{self, MapRow, PageCounts};
 
 #[derive(Args)]
 pub struct MapsArgs {
     #[command(flatten)]
     select: Select,
+    #[command(flatten)]
+    mem: MemArgs,
 }
 
 #[derive(Serialize, schemars::JsonSchema)]
@@ -40,13 +42,14 @@ fn sources(c: &PageCounts) -> String {
 }
 
 pub fn run(a: MapsArgs) -> anyhow::Result<()> {
+    let filter = a.mem.filter()?;
     let (_, procs) = a.select.load()?;
     let out = Out {
         processes: procs
             .iter()
             .map(|p| ProcessMaps {
                 pid: p.pid(),
-                maps: memory::maps(p),
+                maps: memory::maps(p, &filter),
             })
             .collect(),
     };

@@ -25,6 +25,7 @@ macro_rules! out {
 
 mod completions;
 mod convert;
+mod diff;
 mod env;
 mod files;
 mod gdb;
@@ -48,6 +49,7 @@ use std::sync::atomic::{AtomicU8, Ordering};
 use clap::{Args, Parser, Subcommand};
 
 use ck2core::archive::{Input, Limits};
+use ck2core::model::filter::{FilterSpec, MemFilter};
 use ck2core::model::{Checkpoint, OpenOptions, Process};
 
 /// Exit status when nothing useful could be done.
@@ -64,7 +66,8 @@ Exit status:
   2   usage error: bad arguments
   3   convert: some processes converted and some failed
   42  checkpointctl-coredump --plugin-description: the description was printed
-`ck2core gdb` exits with gdb's status.";
+`ck2core gdb` exits with gdb's status. `ck2core diff` exits as diff(1):
+0 identical, 1 different, 2 trouble (unreadable checkpoint or bad arguments).";
 
 /// Turn CRIU container checkpoints into ELF core files, and look inside them.
 #[derive(Parser)]
@@ -147,6 +150,9 @@ enum Command {
     Read(read::ReadArgs),
     /// Crash triage: every thread's registers, symbolized backtrace and stack.
     Report(report::ReportArgs),
+    /// What changed between two checkpoints, down to the page (exit 0 identical,
+    /// 1 different, 2 trouble).
+    Diff(diff::DiffArgs),
     /// The JSON Schema of a command's --json output (docs/schema/).
     Schema(schema::SchemaArgs),
     /// A shell completion script for bash, zsh or fish, on stdout.
@@ -250,6 +256,39 @@ impl Select {
     }
 }
 
+/// Which memory a command looks at (docs/json.md, "Memory filters"); shared by
+/// search, read, maps and diff.
+#[derive(Args, Clone, Default)]
+pub struct MemArgs {
+    /// Only mappings of this kind: heap, stack, anon, file, shmem, vdso (and the other
+    /// kinds `maps` shows); comma-separated or repeated: any of them.
+    #[arg(long = "kind", value_name = "KIND")]
+    kinds: Vec<String>,
+    /// Only mappings with these permissions: `rw` = at least read and write;
+    /// `r-xp` (maps' four columns) = exactly those.
+    #[arg(long, value_name = "PERM")]
+    perm: Option<String>,
+    /// Only addresses in START-END (hex, end exclusive); repeatable: any of them.
+    #[arg(long = "range", value_name = "START-END")]
+    ranges: Vec<String>,
+    /// Only mappings whose name (path, `[heap]`, `/memfd:...`) matches this glob
+    /// (`*` also matches `/`); repeatable: any of them.
+    #[arg(long = "path", value_name = "GLOB")]
+    paths: Vec<String>,
+}
+
+impl MemArgs {
+    /// The filter these flags describe.
+    fn filter(&self) -> anyhow::Result<MemFilter> {
+        Ok(MemFilter::parse(&FilterSpec {
+            kinds: &self.kinds,
+            perm: self.perm.as_deref(),
+            ranges: &self.ranges,
+            paths: &self.paths,
+        })?)
+    }
+}
+
 /// The pids a command is about: those named with --pid (which must exist), or all.
 fn selected_pids(ck: &Checkpoint, pids: &[u32]) -> anyhow::Result<Vec<u32>> {
     for p in pids {
@@ -304,6 +343,7 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     match cli.command {
         Command::Convert(a) => return convert::run(a),
         Command::Gdb(a) => return gdb::run(a),
+        Command::Diff(a) => return Ok(diff::run(a)),
         Command::Schema(a) => return schema::run(a),
         Command::Completions(a) => completions::run(a),
         Command::Info(a) => info::run(a)?,

@@ -43,7 +43,8 @@ pub fn schema(command: &str) -> Option<Schema> {
         "files" => of::<super::files::Out>(),
         "env" => of::<super::env::Out>(),
         "search" => of::<super::search::Out>(),
-        "read" => of::<ck2core::views::memory::MemoryRead>(),
+        "read" => of::<super::read::Out>(),
+        "diff" => of::<ck2core::views::diff::Diff>(),
         "report" => of::<ck2core::report::Report>(),
         _ => return None,
     };

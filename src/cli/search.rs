@@ -3,7 +3,7 @@
 use clap::Args;
 use serde::Serialize;
 
-use super::{hexdump_row, print_json, selected, Source};
+use super::{hexdump_row, print_json, selected, MemArgs, Source};
 use ck2core::views::memory::{self, Match, Pattern};
 
 #[derive(Args)]
@@ -30,6 +30,8 @@ pub struct SearchArgs {
     /// Print JSON (docs/json.md).
     #[arg(long)]
     json: bool,
+    #[command(flatten)]
+    mem: MemArgs,
 }
 
 #[derive(Serialize, schemars::JsonSchema)]
@@ -61,12 +63,13 @@ pub fn run(a: SearchArgs) -> anyhow::Result<()> {
     } else {
         Pattern::literal(a.pattern.as_bytes())?
     };
+    let filter = a.mem.filter()?;
     let ck = a.source.open()?;
     let procs = selected(&ck, &a.pids)?;
     let mut matches = Vec::new();
     for p in &procs {
         let left = a.max.saturating_sub(matches.len());
-        matches.extend(memory::search(p, &pat, a.context, left)?);
+        matches.extend(memory::search(p, &pat, a.context, left, &filter)?);
     }
     let truncated = matches.len() >= a.max;
     if a.json {

@@ -133,6 +133,80 @@ pub struct ProcessFiles {
     pub fds: Vec<Fd>,
 }
 
+impl OpenFile {
+    /// One line for people: type, then what it is (as `ck2core files` prints it).
+    pub fn describe(&self) -> String {
+        match self {
+            OpenFile::Regular { path, pos, .. } => format!(
+                "REG     {path}{}",
+                if *pos > 0 {
+                    format!(" (pos {pos})")
+                } else {
+                    String::new()
+                }
+            ),
+            OpenFile::Pipe { pipe_id, flags } => {
+                format!(
+                    "PIPE    pipe:[{pipe_id}] ({} end)",
+                    if flags & 3 == 0 { "read" } else { "write" }
+                )
+            }
+            OpenFile::Fifo { pipe_id } => format!("FIFO    pipe:[{pipe_id}]"),
+            OpenFile::Inet {
+                family,
+                protocol,
+                state,
+                src,
+                src_port,
+                dst,
+                dst_port,
+                ..
+            } => {
+                let a = |ip: &str, port: u32| {
+                    if *family == "ipv6" {
+                        format!("[{ip}]:{port}")
+                    } else {
+                        format!("{ip}:{port}")
+                    }
+                };
+                format!(
+                    "{:<7} {state:<11} {} -> {}",
+                    protocol.to_uppercase(),
+                    a(src, *src_port),
+                    a(dst, *dst_port)
+                )
+            }
+            OpenFile::Unix {
+                sock_type,
+                state,
+                name,
+                ino,
+                peer,
+            } => format!(
+                "UNIX    {sock_type} {state} {}ino {ino}{}",
+                if name.is_empty() {
+                    String::new()
+                } else {
+                    format!("{name} ")
+                },
+                if *peer != 0 {
+                    format!(", peer {peer}")
+                } else {
+                    String::new()
+                }
+            ),
+            OpenFile::Eventfd { counter } => format!("EVENTFD counter {counter}"),
+            OpenFile::Eventpoll => "EPOLL".into(),
+            OpenFile::Signalfd { signals } => format!("SIGNALFD {}", signals.join(",")),
+            OpenFile::Timerfd { clockid } => format!("TIMERFD clock {clockid}"),
+            OpenFile::Tty => "TTY".into(),
+            OpenFile::Memfd { name } => format!("MEMFD   memfd:{name}"),
+            OpenFile::Namespace { ns_id } => format!("NS      namespace {ns_id}"),
+            OpenFile::Other { kind } => kind.to_uppercase(),
+        }
+    }
+}
+
 const FD_TYPES: [&str; 21] = [
     "undefined",
     "reg",

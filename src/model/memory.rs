@@ -83,6 +83,26 @@ pub enum VmaKind {
     Other,
 }
 
+impl VmaKind {
+    /// The name `maps`, `--kind` and JSON use.
+    pub fn name(self) -> &'static str {
+        match self {
+            VmaKind::Anon => "anon",
+            VmaKind::Heap => "heap",
+            VmaKind::Stack => "stack",
+            VmaKind::File => "file",
+            VmaKind::SharedFile => "shared-file",
+            VmaKind::Memfd => "memfd",
+            VmaKind::Shared => "shared",
+            VmaKind::Sysv => "sysv",
+            VmaKind::Vdso => "vdso",
+            VmaKind::Vvar => "vvar",
+            VmaKind::Vsyscall => "vsyscall",
+            VmaKind::Other => "other",
+        }
+    }
+}
+
 /// A file a VMA maps, as CRIU recorded it, and its content if available.
 #[derive(Debug, Clone)]
 pub struct MappedFile {

@@ -8,6 +8,7 @@
 pub mod container;
 pub mod dump;
 pub mod files;
+pub mod filter;
 pub mod memory;
 pub mod signals;
 
@@ -678,7 +679,8 @@ impl Checkpoint {
             start_stack: mm.mm_start_stack.unwrap_or(0),
         };
         process.exe = mm.exe_file_id.and_then(|id| self.mapped_file(id));
-        let vmas = self.vmas(&mm_member, &mm, page_size, word_max)?;
+        let mut vmas = self.vmas(&mm_member, &mm, page_size, word_max)?;
+        mark_stack(&mut vmas, process.layout.start_stack);
         let pagemap = Pagemap::load(&self.images, &format!("pagemap-{pid}.img"), page_size)?;
         let mut parents = Vec::new();
         if pagemap
@@ -1010,6 +1012,17 @@ fn vma_kind(st: u32) -> VmaKind {
         VmaKind::Anon
     } else {
         VmaKind::Other
+    }
+}
+
+/// CRIU marks the heap but not the main stack; name it as /proc/PID/maps does:
+/// the private anonymous mapping holding `mm.start_stack`.
+fn mark_stack(vmas: &mut [Vma], start_stack: u64) {
+    let i = vmas.partition_point(|v| v.end <= start_stack);
+    if let Some(v) = vmas.get_mut(i) {
+        if v.start <= start_stack && v.kind == VmaKind::Anon {
+            v.kind = VmaKind::Stack;
+        }
     }
 }
 

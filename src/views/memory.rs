@@ -4,6 +4,7 @@ use serde::{Serialize, Serializer};
 
 use super::Hex;
 use crate::error::{Error, Result};
+use crate::model::filter::MemFilter;
 use crate::model::memory::{AddressSpace, Origin, Source, Vma, VmaKind};
 use crate::model::Process;
 
@@ -50,7 +51,8 @@ pub struct MapRow {
     pub dontdump: bool,
 }
 
-fn perms(v: &Vma) -> String {
+/// Permissions as /proc/PID/maps shows them: `rwxp`, `r--s`.
+pub fn perms(v: &Vma) -> String {
     let b = |bit: u32, c: char| if v.prot & bit != 0 { c } else { '-' };
     format!(
         "{}{}{}{}",
@@ -61,14 +63,16 @@ fn perms(v: &Vma) -> String {
     )
 }
 
-/// Builds the maps of `p` (empty for a zombie).
-pub fn maps(p: &Process) -> Vec<MapRow> {
+/// Builds the maps of `p` that `filter` selects (empty for a zombie). Rows are
+/// whole mappings, also when `--range` cuts into them.
+pub fn maps(p: &Process, filter: &MemFilter) -> Vec<MapRow> {
     let Some(mem) = &p.memory else {
         return Vec::new();
     };
     let ps = mem.page_size;
     mem.vmas
         .iter()
+        .filter(|v| filter.selects(v))
         .map(|v| {
             let mut c = PageCounts {
                 total: v.len() / ps,
@@ -179,6 +183,8 @@ pub enum Gap {
     Unmapped,
     /// Mapped, but no page source has these bytes.
     NotSaved,
+    /// Left out by the memory filter (`--kind`, `--perm`, `--range`, `--path`).
+    Excluded,
 }
 
 /// A read of process memory (`ck2core read`).
@@ -188,7 +194,7 @@ pub struct MemoryRead {
     pub pid: u32,
     /// First address.
     pub address: Hex,
-    /// The bytes (zero where unavailable).
+    /// The bytes (zero where unavailable or excluded).
     pub bytes: HexBytes,
     /// Ranges no source has (not mapped, or not saved).
     pub unavailable: Vec<Range>,
@@ -197,14 +203,18 @@ pub struct MemoryRead {
 /// Most bytes one read may ask for.
 pub const MAX_READ: u64 = 64 << 20;
 
+fn memory_of(p: &Process) -> Result<&AddressSpace> {
+    p.memory
+        .as_ref()
+        .ok_or_else(|| Error::Usage(format!("process {} has no memory (zombie)", p.pid())))
+}
+
 /// Reads `len` bytes at `addr`. A range no mapping touches is an error naming it:
 /// there is nothing to show, not even `??`. A range only partly mapped is read, its
-/// unmapped parts reported as unavailable.
-pub fn read(p: &Process, addr: u64, len: u64) -> Result<MemoryRead> {
-    let mem = p
-        .memory
-        .as_ref()
-        .ok_or_else(|| Error::Usage(format!("process {} has no memory (zombie)", p.pid())))?;
+/// unmapped parts reported as unavailable; so are bytes outside what `filter`
+/// selects (reason `excluded`).
+pub fn read(p: &Process, addr: u64, len: u64, filter: &MemFilter) -> Result<MemoryRead> {
+    let mem = memory_of(p)?;
     if len > MAX_READ {
         return Err(Error::Usage(format!(
             "read at most {MAX_READ} bytes at a time"
@@ -226,28 +236,69 @@ pub fn read(p: &Process, addr: u64, len: u64) -> Result<MemoryRead> {
     }
     let mut buf = vec![0u8; len as usize];
     let missing = mem.read(addr, &mut buf)?;
+    // The pieces of [addr, end) the filter keeps.
+    let keep: Vec<(u64, u64)> = if filter.is_empty() {
+        vec![(addr, end)]
+    } else {
+        mem.vmas
+            .iter()
+            .filter(|v| v.end > addr && v.start < end)
+            .flat_map(|v| filter.selected_ranges(v))
+            .map(|(s, e)| (s.max(addr), e.min(end)))
+            .filter(|(s, e)| s < e)
+            .collect()
+    };
+    let mut unavailable = Vec::new();
+    for (o, l) in missing {
+        let (ms, me) = (addr + o as u64, addr + (o + l) as u64);
+        // The model reports unmapped gaps and unsaved bytes as separate ranges, so
+        // one address tells which this is.
+        let reason = if mem.vma_at(ms).is_some() {
+            Gap::NotSaved
+        } else {
+            Gap::Unmapped
+        };
+        for (s, e) in &keep {
+            let (s, e) = (ms.max(*s), me.min(*e));
+            if s < e {
+                unavailable.push(Range {
+                    start: Hex(s),
+                    length: e - s,
+                    reason,
+                });
+            }
+        }
+    }
+    let mut at = addr;
+    for (s, e) in keep.iter().copied().chain([(end, end)]) {
+        if s > at {
+            buf[(at - addr) as usize..(s - addr) as usize].fill(0);
+            unavailable.push(Range {
+                start: Hex(at),
+                length: s - at,
+                reason: Gap::Excluded,
+            });
+        }
+        at = at.max(e);
+    }
+    unavailable.sort_by_key(|r| r.start);
     Ok(MemoryRead {
         pid: p.pid(),
         address: Hex(addr),
         bytes: HexBytes(buf),
-        unavailable: missing
-            .into_iter()
-            .map(|(o, l)| {
-                let start = addr + o as u64;
-                Range {
-                    start: Hex(start),
-                    length: l as u64,
-                    // The model reports unmapped gaps and unsaved bytes as separate
-                    // ranges, so one address tells which this is.
-                    reason: if mem.vma_at(start).is_some() {
-                        Gap::NotSaved
-                    } else {
-                        Gap::Unmapped
-                    },
-                }
-            })
-            .collect(),
+        unavailable,
     })
+}
+
+/// The address ranges `[start, end)` `filter` selects in `p`, in order (what
+/// `read` without an address reads).
+pub fn selected_ranges(p: &Process, filter: &MemFilter) -> Result<Vec<(u64, u64)>> {
+    let mem = memory_of(p)?;
+    Ok(mem
+        .vmas
+        .iter()
+        .flat_map(|v| filter.selected_ranges(v))
+        .collect())
 }
 
 /// What to look for.
@@ -308,12 +359,23 @@ pub struct Match {
 
 const CHUNK: u64 = 1 << 20;
 
-/// Searches every mapping of `p`; at most `max` matches.
-pub fn search(p: &Process, pat: &Pattern, context: u64, max: usize) -> Result<Vec<Match>> {
+/// Searches the memory of `p` that `filter` selects; at most `max` matches. A match
+/// lies wholly inside the selection.
+pub fn search(
+    p: &Process,
+    pat: &Pattern,
+    context: u64,
+    max: usize,
+    filter: &MemFilter,
+) -> Result<Vec<Match>> {
     let mut out = Vec::new();
     let Some(mem) = &p.memory else { return Ok(out) };
     for v in &mem.vmas {
-        for (start, end) in searchable(mem, v, pat.overlap as u64) {
+        let cuts = filter.selected_ranges(v);
+        for (start, end) in cuts
+            .iter()
+            .flat_map(|(s, e)| searchable(mem, v, *s, *e, pat.overlap as u64))
+        {
             scan(mem, start, end, pat, &mut |addr, len| {
                 if out.len() >= max {
                     return false;
@@ -346,10 +408,10 @@ pub fn search(p: &Process, pat: &Pattern, context: u64, max: usize) -> Result<Ve
 /// long runs of zeros (untouched memory) are cut down to `overlap` bytes at each
 /// edge, since a pattern with any non-zero byte can't lie wholly inside them. This
 /// is what makes searching a 1 GiB mapping with a few pages instant.
-fn searchable(mem: &AddressSpace, v: &Vma, overlap: u64) -> Vec<(u64, u64)> {
+fn searchable(mem: &AddressSpace, v: &Vma, start: u64, end: u64, overlap: u64) -> Vec<(u64, u64)> {
     let mut out: Vec<(u64, u64)> = Vec::new();
     let mut cur: Option<(u64, u64)> = None;
-    for e in mem.extents(v, v.start, v.end) {
+    for e in mem.extents(v, start, end) {
         let end = e.start + e.len;
         match e.source {
             Source::Missing(_) => out.extend(cur.take()),

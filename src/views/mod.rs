@@ -2,6 +2,7 @@
 //! as serialisable structures. The JSON schema of every command is these structures
 //! (docs/json.md); the text rendering lives in the CLI.
 
+pub mod diff;
 pub mod memory;
 
 use serde::{Serialize, Serializer};
@@ -502,7 +503,7 @@ pub fn core_metadata(ck: &Checkpoint, p: &Process, container: Option<&Container>
             .collect(),
         threads: threads(p, false),
         files: ck.files(p.pid()).ok(),
-        maps: memory::maps(p),
+        maps: memory::maps(p, &crate::model::filter::MemFilter::all()),
         dump: Default::default(),
     }
 }
