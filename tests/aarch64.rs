@@ -175,3 +175,103 @@ fn real_aarch64_fixture_when_present() {
         "the stack is in the core:\n{got}"
     );
 }
+
+/// A synthetic aarch64 process as a minidump: Breakpad's ARM64 context (the one
+/// its Linux writer and lldb read) with every register `ck2core threads --regs`
+/// shows, as minidump-stackwalk prints it, and the stack around sp.
+#[test]
+fn synthetic_aarch64_minidump() {
+    let dir = scratch("a64-minidump").join("dump");
+    let f = Foreign {
+        pid: 90,
+        page: PAGE16K,
+        base: BASE,
+        auxv: vec![16, 1 << 30, 6, PAGE16K],
+    };
+    // sp (BASE + PAGE16K - 0x100) lies in the untouched first page: known zeros,
+    // and the saved page after it.
+    write_foreign(&dir, &f, "AARCH64", a64_core);
+    let out = dir.parent().unwrap().join("dumps");
+    ck2core_ok(&[
+        "minidump",
+        dir.to_str().unwrap(),
+        "-o",
+        out.to_str().unwrap(),
+    ]);
+    let file = out.join("90.dmp");
+    let dump = stackwalk(&["--dump", "--brief", file.to_str().unwrap()]);
+    assert!(dump.contains("CONTEXT_ARM64_OLD"), "{dump}");
+    assert!(
+        dump.contains("processor_architecture                     = 0x8003"),
+        "{dump}"
+    );
+    let ctx = dumped_contexts(&dump);
+    let json = ck2core(&["threads", dir.to_str().unwrap(), "--regs", "--json"]);
+    let json: serde_json::Value = serde_json::from_slice(&json.stdout).unwrap();
+    let hex = |v: &serde_json::Value| {
+        u128::from_str_radix(v.as_str().unwrap().trim_start_matches("0x"), 16).unwrap()
+    };
+    let mut checked = 0;
+    for t in json["threads"].as_array().unwrap() {
+        let c = &ctx[&t["tid"].as_u64().unwrap()];
+        let r = &t["registers"];
+        for (k, v) in r["general"].as_object().unwrap() {
+            let name = match k.as_str() {
+                "x29" => "x29 (fp)",
+                "x30" => "x30 (lr)",
+                // The thread pointer is the thread's "TEB" in a minidump.
+                "tpidr" => "teb",
+                n => n,
+            };
+            assert_eq!(c[name] as u128, hex(v), "{k}");
+            checked += 1;
+        }
+        for (k, v) in r["vector"].as_object().unwrap() {
+            let Some(i) = k.strip_prefix('v') else {
+                assert_eq!(c[k.as_str()] as u128, hex(v), "{k}");
+                continue;
+            };
+            // --dump prints each 128-bit register as `dN = 0x...`; read it here.
+            let line = dump
+                .lines()
+                .filter(|l| l.trim_start().starts_with(&format!("d{i} ")))
+                .nth(t["tid"].as_u64().unwrap() as usize - 90)
+                .unwrap();
+            let got = u128::from_str_radix(line.split("0x").nth(1).unwrap(), 16).unwrap();
+            assert_eq!(got, hex(v), "{k}");
+            checked += 1;
+        }
+    }
+    assert!(checked >= 2 * (34 + 32), "{checked}");
+    let json: serde_json::Value =
+        serde_json::from_str(&stackwalk(&["--json", file.to_str().unwrap()])).unwrap();
+    assert_eq!(json["system_info"]["cpu_arch"], "arm64");
+    assert_eq!(json["thread_count"], 2);
+    // lldb reads the same context, and the stack memory (the saved page above sp).
+    let got = lldb(
+        &file,
+        &[
+            "register read x0 sp pc cpsr fpsr fpcr",
+            &format!("memory read -s1 -c12 -f c {:#x}", f.text_at()),
+        ],
+    );
+    for (name, want) in [
+        ("x0", 0x5a000u64),
+        ("sp", BASE + PAGE16K - 0x100),
+        ("pc", 0x40_005a),
+        ("cpsr", 0x6000_0000),
+        ("fpsr", 0x10),
+        ("fpcr", 0x0300_0000),
+    ] {
+        let line = format!(
+            "{name} = {want:#0w$x}",
+            w = if name.starts_with("fp") || name == "cpsr" {
+                10
+            } else {
+                18
+            }
+        );
+        assert!(got.contains(&line), "{line} not in:\n{got}");
+    }
+    assert!(got.contains("AARCH64-PAGE"), "{got}");
+}

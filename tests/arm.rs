@@ -196,3 +196,48 @@ fn a_mapping_beyond_4_gib_is_refused_for_a_32_bit_task() {
         "{e}"
     );
 }
+
+/// A synthetic arm process as a minidump: CONTEXT_ARM with r0..r15, cpsr and the
+/// VFP registers as `ck2core threads --regs` shows them, read by minidump-stackwalk.
+#[test]
+fn synthetic_arm_minidump() {
+    let dir = scratch("arm-minidump").join("dump");
+    let f = Foreign {
+        pid: 50,
+        page: PAGE,
+        base: BASE,
+        auxv: vec![6, PAGE, 16, HWCAP],
+    };
+    write_foreign(&dir, &f, "ARM32", arm_core);
+    let out = dir.parent().unwrap().join("dumps");
+    ck2core_ok(&[
+        "minidump",
+        dir.to_str().unwrap(),
+        "-o",
+        out.to_str().unwrap(),
+    ]);
+    let file = out.join("50.dmp");
+    let dump = stackwalk(&["--dump", "--brief", file.to_str().unwrap()]);
+    assert!(dump.contains("CONTEXT_ARM\n"), "{dump}");
+    let ctx = dumped_contexts(&dump);
+    for t in [50u32, 51] {
+        let c = &ctx[&(t as u64)];
+        for i in 0..16 {
+            assert_eq!(c[&format!("iregs[{i:2}]")], gp(t, i) as u64, "r{i} of {t}");
+        }
+        assert_eq!(c["cpsr"], gp(t, 16) as u64);
+        assert_eq!(c["float_save.fpscr"], 0x0300_0000 + t as u64);
+        for i in [0usize, 17, 31] {
+            assert_eq!(
+                c[&format!("float_save.regs[{i:2}]")],
+                d(t, i),
+                "d{i} of {t}"
+            );
+        }
+        assert_eq!(c["teb"], 0xb6ff_0000 + t as u64, "TPIDRURO");
+    }
+    let json: serde_json::Value =
+        serde_json::from_str(&stackwalk(&["--json", file.to_str().unwrap()])).unwrap();
+    assert_eq!(json["system_info"]["cpu_arch"], "arm");
+    assert_eq!(json["thread_count"], 2);
+}

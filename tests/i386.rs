@@ -169,3 +169,46 @@ fn synthetic_ia32_task_becomes_an_i386_core() {
         "{got}"
     );
 }
+
+/// A 32-bit task as a minidump: CONTEXT_X86 with every general register and the
+/// FSAVE area as the kernel's NT_PRFPREG holds it, read by minidump-stackwalk.
+#[test]
+fn synthetic_ia32_task_minidump() {
+    let dir = scratch("i386-minidump").join("dump");
+    let pair = |t: u64, v: u64| t | v << 32;
+    let f = Foreign {
+        pid: 40,
+        page: PAGE,
+        base: BASE,
+        auxv: vec![pair(6, PAGE), pair(16, 0x178b_fbff), pair(0, 0)],
+    };
+    write_foreign(&dir, &f, "I386", i386_core);
+    let out = dir.parent().unwrap().join("dumps");
+    ck2core_ok(&[
+        "minidump",
+        dir.to_str().unwrap(),
+        "-o",
+        out.to_str().unwrap(),
+    ]);
+    let file = out.join("40.dmp");
+    let dump = stackwalk(&["--dump", "--brief", file.to_str().unwrap()]);
+    assert!(dump.contains("CONTEXT_X86\n"), "{dump}");
+    let ctx = dumped_contexts(&dump);
+    for t in [40u32, 41] {
+        let c = &ctx[&(t as u64)];
+        for (name, v) in regs(t) {
+            if name == "orig_eax" {
+                continue; // not in the format
+            }
+            assert_eq!(c[name], v as u64, "{name} of {t}");
+        }
+        // st0 = 1.0 in physical register 7: the full tag word marks 0..6 empty.
+        assert_eq!(c["float_save.tag_word"] & 0xffff, 0x3fff, "{t}");
+        assert_eq!(c["float_save.status_word"] & 0xffff, 7 << 11, "{t}");
+        assert_eq!(c["float_save.control_word"] & 0xffff, 0x37f, "{t}");
+    }
+    let json: serde_json::Value =
+        serde_json::from_str(&stackwalk(&["--json", file.to_str().unwrap()])).unwrap();
+    assert_eq!(json["system_info"]["cpu_arch"], "x86");
+    assert_eq!(json["thread_count"], 2);
+}

@@ -124,7 +124,7 @@ fn ckfix_in_lldb_with_the_root() {
         &summary,
         &out.join("core.31227"),
         Some(&exe),
-        &["image list", "thread backtrace 2 3 4"],
+        &["image list", BACKTRACES],
     );
     assert_eq!(
         threads.keys().copied().collect::<Vec<_>>(),
@@ -138,37 +138,30 @@ fn ckfix_in_lldb_with_the_root() {
             "{lib} not from the root:\n{l}"
         );
     }
-    // Frames per thread number; lldb may also print a stop event ("* thread #1")
-    // among the commands' output, so each frame goes to the thread header above it.
-    let bt = &l[l.find("(lldb) thread backtrace 2 3 4").unwrap()..];
-    let mut frames: BTreeMap<u32, Vec<&str>> = BTreeMap::new();
-    let mut cur = None;
-    for line in bt.lines().skip(1) {
-        let t = line.trim_start_matches([' ', '*']);
-        if let Some(n) = t.strip_prefix("thread #") {
-            cur = n.split([',', ' ']).next().and_then(|n| n.parse().ok());
-        } else if t.starts_with("frame #") {
-            if let Some(n) = cur {
-                frames.entry(n).or_default().push(t);
-            }
-        } else if line.starts_with("(lldb)") {
-            break;
-        }
-    }
+    // One line per thread, "T<index> f0 | f1 | ...", each written by a single print:
+    // lldb prints the core's stop event from another thread, and it would otherwise
+    // land between the lines of a `thread backtrace`.
+    let frames: BTreeMap<u32, Vec<&str>> = l
+        .lines()
+        .filter_map(|x| {
+            let (n, f) = x.strip_prefix('T')?.split_once(' ')?;
+            Some((n.parse().ok()?, f.split(" | ").collect()))
+        })
+        .collect();
     for n in [2, 3, 4] {
         let f = frames
             .get(&n)
-            .unwrap_or_else(|| panic!("no backtrace of thread #{n}:\n{bt}"));
-        let at = |name: &str| f.iter().position(|x| x.contains(name));
-        let (Some(s), Some(st)) = (at("`spinner("), at("`start_thread(")) else {
-            panic!("thread #{n}'s backtrace misses spinner or start_thread:\n{bt}");
+            .unwrap_or_else(|| panic!("no backtrace of thread #{n}:\n{l}"));
+        let at = |name: &str| f.iter().position(|x| *x == name);
+        let (Some(s), Some(st)) = (at("spinner"), at("start_thread")) else {
+            panic!("thread #{n}'s backtrace misses spinner or start_thread: {f:?}");
         };
-        assert!(
-            f[0].contains("`spin_with_known_registers(") && s < st,
-            "{bt}"
-        );
+        assert!(f[0] == "spin_with_known_registers" && s < st, "{f:?}");
     }
 }
+
+/// Every thread's frames by function name, through lldb's Python API.
+const BACKTRACES: &str = r#"script print("\n".join("T%d %s" % (t.GetIndexID(), " | ".join(str(f.GetFunctionName()) for f in t)) for t in lldb.process))"#;
 
 #[test]
 fn sleep_in_lldb_without_a_root() {

@@ -1,7 +1,7 @@
 //! Damaged checkpoints must give errors, never panics: every image of the real
 //! fixtures, truncated at many offsets and with bytes flipped, run through the whole
-//! library (open, load every process, plan and write a core, every view). The
-//! mutations come from a fixed-seed generator, so a failure reproduces.
+//! library (open, load every process, plan and write a core and a minidump, every
+//! view). The mutations come from a fixed-seed generator, so a failure reproduces.
 
 mod common;
 
@@ -64,6 +64,22 @@ fn exercise(dir: &Path, out: &Path) {
         ) {
             let _ = plan.write(out, t.pid, true, &mut |_| {});
         }
+        let full = ck2core::minidump::MinidumpOptions {
+            full_memory: true,
+            ..Default::default()
+        };
+        if let Ok(plan) = ck2core::minidump::Plan::new(&p, &full) {
+            let _ = plan.write(out, t.pid, true);
+        }
+    }
+    // Whatever failed, no temporary file is left behind.
+    for e in std::fs::read_dir(out).into_iter().flatten() {
+        let name = e.unwrap().file_name().into_string().unwrap();
+        assert!(
+            !name.contains(".partial-"),
+            "{name} left in {}",
+            out.display()
+        );
     }
 }
 

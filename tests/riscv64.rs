@@ -133,3 +133,36 @@ fn synthetic_riscv64_registers_memory_and_notes() {
     }
     assert_threads_regs_match_gdb(&dir, &got, &["general", "float"]);
 }
+
+/// The minidump format (as rust-minidump defines it) has no riscv64 context: the
+/// process is refused with a message saying so, and no file is written.
+#[test]
+fn riscv64_minidump_is_refused_clearly() {
+    let dir = scratch("rv-minidump").join("dump");
+    let f = Foreign {
+        pid: 70,
+        page: PAGE,
+        base: BASE,
+        auxv: vec![6, PAGE, 16, 0x112d],
+    };
+    write_foreign(&dir, &f, "RISCV", rv_core);
+    let out = dir.parent().unwrap().join("dumps");
+    let o = ck2core(&[
+        "minidump",
+        dir.to_str().unwrap(),
+        "-o",
+        out.to_str().unwrap(),
+    ]);
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(o.status.code(), Some(1), "{err}");
+    assert!(
+        err.contains("failed   pid 70 (rv): minidumps of riscv64 processes are not supported"),
+        "{err}"
+    );
+    assert!(err.contains("no riscv64 thread context"), "{err}");
+    assert_eq!(
+        std::fs::read_dir(&out).unwrap().count(),
+        0,
+        "nothing written"
+    );
+}

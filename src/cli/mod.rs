@@ -33,6 +33,7 @@ mod info;
 #[cfg(test)]
 mod man;
 mod maps;
+mod minidump;
 pub mod plugin;
 mod ps;
 mod read;
@@ -142,6 +143,8 @@ enum Command {
     Files(files::FilesArgs),
     /// Arguments and environment, read from process memory.
     Env(env::EnvArgs),
+    /// Write one minidump per process, for crash-reporting pipelines (docs/minidump.md).
+    Minidump(minidump::MinidumpArgs),
     /// Convert one process to a temporary core and start gdb on it, set up.
     Gdb(gdb::GdbArgs),
     /// Find bytes or a regular expression in process memory.
@@ -343,6 +346,7 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     match cli.command {
         Command::Convert(a) => return convert::run(a),
         Command::Gdb(a) => return gdb::run(a),
+        Command::Minidump(a) => return minidump::run(a),
         Command::Diff(a) => return Ok(diff::run(a)),
         Command::Schema(a) => return schema::run(a),
         Command::Completions(a) => completions::run(a),

@@ -9,14 +9,15 @@ pub mod layout;
 pub mod notes;
 
 use std::collections::BTreeMap;
-use std::fs::{File, OpenOptions};
-use std::os::unix::fs::{FileExt, OpenOptionsExt};
+use std::fs::File;
+use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 
 use crate::error::{Error, Result};
 use crate::model::dump::DumpPolicy;
 use crate::model::memory::{AddressSpace, Extent, Source, Vma, VmaKind};
 use crate::model::Process;
+use crate::output::AtomicFile;
 pub use layout::ElfLayout;
 use notes::Note;
 
@@ -262,28 +263,12 @@ impl Plan {
         force: bool,
         progress: &mut dyn FnMut(u64),
     ) -> Result<Written> {
-        let path = dir.join(format!("core.{pid}"));
-        if !force && std::fs::symlink_metadata(&path).is_ok() {
-            return Err(Error::Usage(format!(
-                "{} exists; use --force to overwrite it",
-                path.display()
-            )));
-        }
-        let tmp = dir.join(format!(".core.{pid}.partial-{}", std::process::id()));
-        let file = OpenOptions::new()
-            .write(true)
-            .create_new(true)
-            .mode(0o600)
-            .open(&tmp)
-            .map_err(|e| Error::io(&tmp, e))?;
-        let guard = RemoveOnDrop(Some(tmp.clone()));
-        let data_bytes = self.write_to(&file, progress).map_err(|e| match e {
-            Error::Io { path: p, err } if p.as_os_str().is_empty() => Error::io(&tmp, err),
+        let out = AtomicFile::create(dir, &format!("core.{pid}"), force)?;
+        let data_bytes = self.write_to(&out.file, progress).map_err(|e| match e {
+            Error::Io { path: p, err } if p.as_os_str().is_empty() => Error::io(&out.tmp, err),
             e => e,
         })?;
-        drop(file);
-        std::fs::rename(&tmp, &path).map_err(|e| Error::io(&path, e))?;
-        guard.disarm();
+        let path = out.commit()?;
         Ok(Written {
             path,
             file_size: self.file_size,
@@ -329,23 +314,6 @@ impl Plan {
         }
         file.set_len(self.file_size).map_err(io)?;
         Ok(written)
-    }
-}
-
-/// Removes a partial file unless disarmed: no error path can leave one behind.
-struct RemoveOnDrop(Option<PathBuf>);
-
-impl RemoveOnDrop {
-    fn disarm(mut self) {
-        self.0 = None;
-    }
-}
-
-impl Drop for RemoveOnDrop {
-    fn drop(&mut self) {
-        if let Some(p) = self.0.take() {
-            let _ = std::fs::remove_file(p);
-        }
     }
 }
 

@@ -654,6 +654,81 @@ impl synth::Foreign {
     }
 }
 
+/// Runs `minidump-stackwalk` with `args`; insists it succeeded and logged no error
+/// or warning. Returns stdout.
+///
+/// At its `warn` level it says two things that are about itself, not the dump, and
+/// those alone are allowed: of every Linux minidump that carries both the memory
+/// info list and the maps stream (which the issue asks for: Crashpad's and
+/// Breakpad's ways of saying the same), that it used the former; and of any
+/// exception on a CPU other than x86, that its instruction analysis (a
+/// disassembler) does not know that architecture.
+pub fn stackwalk(args: &[&str]) -> String {
+    let out = Command::new("minidump-stackwalk")
+        .args(["--verbose", "warn", "--no-color"])
+        .args(args)
+        .output()
+        .unwrap_or_else(|e| {
+            panic!("minidump-stackwalk must be installed (.ci/run installs it): {e}")
+        });
+    let err = String::from_utf8_lossy(&out.stderr)
+        .replace(
+            " WARN UnifiedMemoryInfoList got both kinds of info! (using InfoList)\n",
+            "",
+        )
+        .replace(
+            " WARN failed to analyze the thread context: unsupported CPU architecture\n",
+            "",
+        );
+    assert!(
+        out.status.success(),
+        "minidump-stackwalk {args:?} failed: {err}"
+    );
+    assert!(
+        !err.contains("WARN") && !err.contains("ERROR"),
+        "minidump-stackwalk {args:?} complained:\n{err}"
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// Each thread's context as `minidump-stackwalk --dump` prints it: tid -> name ->
+/// value.
+pub fn dumped_contexts(dump: &str) -> BTreeMap<u64, BTreeMap<String, u64>> {
+    let mut out = BTreeMap::new();
+    let mut tid = None;
+    for l in dump.lines() {
+        let l = l.trim();
+        if let Some(v) = l.strip_prefix("thread_id") {
+            tid = v
+                .trim_start_matches([' ', '='])
+                .parse::<u64>()
+                .ok()
+                .or_else(|| {
+                    u64::from_str_radix(
+                        v.trim_start_matches([' ', '=']).trim_start_matches("0x"),
+                        16,
+                    )
+                    .ok()
+                });
+            continue;
+        }
+        if l.starts_with("MDRawMemoryList") || l.starts_with("MinidumpModuleList") {
+            tid = None;
+        }
+        let (Some(t), Some((k, v))) = (tid, l.split_once(" = ")) else {
+            continue;
+        };
+        if let Some(h) = v.trim().strip_prefix("0x") {
+            if let Ok(n) = u64::from_str_radix(h, 16) {
+                out.entry(t)
+                    .or_insert_with(BTreeMap::new)
+                    .insert(k.trim().to_string(), n);
+            }
+        }
+    }
+    out
+}
+
 /// Regular files under `dir`, relative, sorted (symbolic links are not followed).
 pub fn files_under(dir: &Path) -> Vec<String> {
     let mut out = Vec::new();
