@@ -202,6 +202,7 @@ fn main() {
     let _ = std::fs::remove_dir_all(&dir);
 
     checkpoint_images();
+    sysroot_of_20_files();
 
     // The real ckfix fixture: 5 threads, a 1 GiB sparse mapping.
     let td = Path::new(env!("CARGO_MANIFEST_DIR")).join("testdata");
@@ -384,6 +385,76 @@ fn checkpoint_images() {
     println!(
         "peak memory (VmHWM):           {:>8.1} MiB",
         peak_rss() as f64 / (1 << 20) as f64
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// The sysroot of a process mapping 20 files of 4 MiB from a --rootfs on the same
+/// filesystem (hard links, no bytes copied), next to writing that process's core.
+fn sysroot_of_20_files() {
+    use ck2core::images::magic;
+    use ck2core::rootfs::sysroot::Sysroot;
+    let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join("bench-sysroot");
+    let _ = std::fs::remove_dir_all(&dir);
+    let images = dir.join("images");
+    let root = dir.join("root");
+    std::fs::create_dir_all(root.join("usr/lib")).unwrap();
+    let file_pages = 1024u64;
+    let mut p = Proc::new(1);
+    let mut files = Vec::new();
+    for i in 0..20u64 {
+        let start = 0x4000_0000 + i * (file_pages + 1) * PAGE;
+        p.vmas.push(vma(
+            start,
+            start + file_pages * PAGE,
+            FILE_PRIVATE,
+            100 + i,
+            0,
+        ));
+        let name = format!("/usr/lib/lib{i}.so");
+        std::fs::write(
+            root.join(name.trim_start_matches('/')),
+            vec![i as u8; (file_pages * PAGE) as usize],
+        )
+        .unwrap();
+        files.push(reg_file(100 + i as u32, &name, file_pages * PAGE));
+    }
+    write_images(&images, &[p]);
+    put(&images, "files.img", magic::FILES, &files);
+    let opts = OpenOptions {
+        rootfs: Some(root.clone()),
+        ..Default::default()
+    };
+    let ckpt = Checkpoint::open(&Input::Path(images.clone()), &opts).unwrap();
+    let mut linked = 0;
+    let sysroot = best_of(5, || {
+        let out = dir.join("out-sysroot");
+        let _ = std::fs::remove_dir_all(&out);
+        let mut process = ckpt.process(1).unwrap();
+        let t = Instant::now();
+        let mut s = Sysroot::create(&out).unwrap();
+        s.add(ckpt.rootfs(), &mut process).unwrap();
+        let d = t.elapsed();
+        linked = s.summary().linked;
+        assert_eq!(s.summary().files, 20);
+        d
+    });
+    let core = best_of(5, || {
+        let out = dir.join("out-core");
+        std::fs::create_dir_all(&out).unwrap();
+        let process = ckpt.process(1).unwrap();
+        let t = Instant::now();
+        let plan = Plan::new(&process, &CoreOptions::default()).unwrap();
+        plan.write(&out, 1, true, &mut |_| {}).unwrap();
+        t.elapsed()
+    });
+    println!(
+        "sysroot, 20 files of 4 MiB:    {:>8.2} ms ({linked} of 20 hard links)",
+        sysroot.as_secs_f64() * 1000.0
+    );
+    println!(
+        "core of that process:          {:>8.2} ms",
+        core.as_secs_f64() * 1000.0
     );
     let _ = std::fs::remove_dir_all(&dir);
 }
