@@ -12,7 +12,7 @@ use super::{human, Source, EXIT_FAILURE, EXIT_PARTIAL};
 use ck2core::arch::Arch;
 use ck2core::core::{CoreOptions, Plan};
 use ck2core::model::dump::DumpPolicy;
-use ck2core::model::{Process, TaskState};
+use ck2core::model::Process;
 use ck2core::rootfs::sysroot::Sysroot;
 use ck2core::rootfs::{resolve_in_root, NO_ROOT};
 
@@ -141,21 +141,9 @@ pub fn convert(a: &ConvertArgs) -> anyhow::Result<(Vec<Converted>, usize)> {
     let mut failed = 0;
     let tty = std::io::stderr().is_terminal() && super::chatter() >= 1;
     for pid in pids {
-        let mut process = match ckpt.process(pid) {
-            Ok(p) => p,
-            Err(e) => {
-                eprintln!("failed   pid {pid}: {e}");
-                failed += 1;
-                continue;
-            }
-        };
-        if process.state == TaskState::Zombie {
-            say!(
-                "skipped  pid {pid} ({}): a zombie has no memory or registers to put in a core",
-                process.comm
-            );
+        let Some(mut process) = super::dumpable(&ckpt, pid, "a core", &mut failed) else {
             continue;
-        }
+        };
         let mut metadata = ck2core::views::core_metadata(&ckpt, &process, container.as_ref());
         metadata.dump = a.dump.policy();
         let metadata = serde_json::to_vec(&metadata)?;

@@ -8,7 +8,6 @@ use clap::Args;
 use super::{human, Source, EXIT_FAILURE, EXIT_PARTIAL};
 use ck2core::minidump::{MinidumpOptions, Plan};
 use ck2core::model::dump::DumpPolicy;
-use ck2core::model::TaskState;
 
 /// Sentry's limit for one minidump upload; larger files are refused there and
 /// by pipelines with the same cap.
@@ -62,25 +61,13 @@ pub fn run(a: MinidumpArgs) -> anyhow::Result<ExitCode> {
     };
     let (mut done, mut failed) = (0, 0);
     for pid in pids {
-        let process = match ckpt.process(pid) {
-            Ok(p) => p,
-            Err(e) => {
-                eprintln!("failed   pid {pid}: {e}");
-                failed += 1;
-                continue;
-            }
-        };
-        if process.state == TaskState::Zombie {
-            eprintln!(
-                "skipped  pid {pid} ({}): a zombie has no memory or registers to put in a minidump",
-                process.comm
-            );
+        let Some(process) = super::dumpable(&ckpt, pid, "a minidump", &mut failed) else {
             continue;
-        }
+        };
         match Plan::new(&process, &opts).and_then(|p| p.write(&a.output, pid, a.force)) {
             Ok(w) => {
                 done += 1;
-                eprintln!(
+                say!(
                     "{:<10} pid {pid} ({}), {} thread{}, {} module{}, {} of memory, {}",
                     w.path.file_name().unwrap_or_default().to_string_lossy(),
                     process.comm,

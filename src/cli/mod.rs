@@ -109,6 +109,33 @@ impl Chatter {
     }
 }
 
+/// Loads one process for a writer of per-process files (cores, minidumps): a
+/// process that can't be read is reported and counted in `failed`, a zombie is
+/// reported as skipped, since it has no memory or registers to put in `what`.
+pub(crate) fn dumpable(
+    ckpt: &Checkpoint,
+    pid: u32,
+    what: &str,
+    failed: &mut usize,
+) -> Option<Process> {
+    let process = match ckpt.process(pid) {
+        Ok(p) => p,
+        Err(e) => {
+            eprintln!("failed   pid {pid}: {e}");
+            *failed += 1;
+            return None;
+        }
+    };
+    if process.state == ck2core::model::TaskState::Zombie {
+        say!(
+            "skipped  pid {pid} ({}): a zombie has no memory or registers to put in {what}",
+            process.comm
+        );
+        return None;
+    }
+    Some(process)
+}
+
 /// The level [`Chatter::set`] chose.
 pub fn chatter() -> u8 {
     CHATTER.load(Ordering::Relaxed)
