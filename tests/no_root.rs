@@ -33,12 +33,27 @@ fn convert_without_root(input: &Path, name: &str) -> (PathBuf, String) {
     (out, err)
 }
 
-/// The cores the converter wrote, with the gdb it printed for each.
+/// The cores the converter wrote, with the gdb it printed for each. Every gdb
+/// line is followed by an lldb line for the same core, which is not returned.
 fn printed_commands(stderr: &str) -> Vec<(String, PathBuf)> {
-    stderr
+    let lines: Vec<&str> = stderr
         .lines()
         .skip_while(|l| *l != "open with:")
         .skip(1)
+        .collect();
+    assert_eq!(
+        lines.len() % 2,
+        0,
+        "a gdb and an lldb line per core:\n{stderr}"
+    );
+    for pair in lines.chunks(2) {
+        let core_of = |l: &str| l.split_whitespace().last().unwrap_or("").to_string();
+        assert!(pair[1].trim_start().starts_with("lldb"), "{stderr}");
+        assert_eq!(core_of(pair[0]), core_of(pair[1]), "{stderr}");
+    }
+    lines
+        .iter()
+        .step_by(2)
         .map(|l| {
             let words: Vec<&str> = l.split_whitespace().collect();
             let core = words
