@@ -201,12 +201,210 @@ try ck2core ps -
             "{flag}: {text}"
         );
     }
-    // zsh and fish are not installed here: their scripts are generated from the
-    // same definition, and checked only for naming the program.
-    let zsh = ck2core(&["completions", "zsh"]);
-    assert!(String::from_utf8_lossy(&zsh.stdout).starts_with("#compdef ck2core"));
-    let fish = ck2core(&["completions", "fish"]);
-    assert!(String::from_utf8_lossy(&fish.stdout).contains("complete -c ck2core"));
+}
+
+/// The command lines the zsh and fish tests complete (as if TAB followed each); the
+/// last two complete file names in `files`.
+fn completion_lines(files: &Path) -> Vec<String> {
+    let d = files.display();
+    [
+        "ck2core ".to_string(),
+        "ck2core re".into(),
+        "ck2core -q th".into(),
+        "ck2core convert --".into(),
+        "ck2core threads --re".into(),
+        "ck2core completions ".into(),
+        format!("ck2core convert {d}/"),
+        format!("ck2core convert --output {d}/i"),
+    ]
+    .into()
+}
+
+/// A folder for file completion: a checkpoint archive, an image folder, a note.
+fn completion_files(dir: &Path) -> PathBuf {
+    let files = dir.join("here");
+    std::fs::create_dir_all(files.join("images")).unwrap();
+    std::fs::write(files.join("checkpoint.tar"), b"").unwrap();
+    std::fs::write(files.join("notes.txt"), b"").unwrap();
+    files
+}
+
+/// The first word of each line of `ck2core ARGS --help`'s `section:` (`Commands` or
+/// `Options`) that starts with `prefix`: what the command line defines, read from
+/// the help rather than from a completion script.
+fn help_words(args: &[&str], section: &str, prefix: &str) -> Vec<String> {
+    let mut all = args.to_vec();
+    all.push("--help");
+    let out = ck2core(&all);
+    let help = String::from_utf8(out.stdout).unwrap();
+    let mut words: Vec<String> = help
+        .lines()
+        .skip_while(|l| *l != format!("{section}:"))
+        .skip(1)
+        .take_while(|l| l.starts_with(' '))
+        .filter_map(|l| {
+            l.split_whitespace()
+                .map(|w| w.trim_end_matches(','))
+                .find(|w| w.starts_with(prefix))
+        })
+        .map(str::to_string)
+        .collect();
+    words.sort();
+    assert!(words.len() > 3, "{section} of {args:?}:\n{help}");
+    words
+}
+
+/// Reads `LINE|candidate` lines into each line's sorted candidates.
+fn candidates(text: &str) -> std::collections::BTreeMap<String, Vec<String>> {
+    let mut got = std::collections::BTreeMap::<String, Vec<String>>::new();
+    for l in text.lines() {
+        let (line, word) = l.split_once('|').unwrap_or_else(|| panic!("{l:?}"));
+        got.entry(line.into()).or_default().push(word.into());
+    }
+    got.values_mut().for_each(|v| v.sort());
+    got
+}
+
+/// Runs `shell` with `args` and `env` under a time limit: a shell that waits for
+/// input it never gets must fail the test, not stall it.
+fn run_shell(shell: &str, args: &[&std::ffi::OsStr], env: &[(&str, &std::ffi::OsStr)]) {
+    let mut cmd = Command::new("timeout");
+    cmd.arg("60").arg(shell).args(args);
+    cmd.env("TERM", "xterm");
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    let out = cmd.output().expect("timeout");
+    assert_ne!(
+        out.status.code(),
+        Some(124),
+        "{shell} did not finish in 60 s"
+    );
+    assert!(
+        out.status.success(),
+        "{shell}: {:?}\n{}{}",
+        out.status,
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// Checks what a shell offered (`LINE|candidate` lines, `text`) for the first six of
+/// [`completion_lines`]: the commands and `convert`'s flags as `--help` lists them,
+/// commands and flags from a prefix (also after a global flag), and the shells
+/// `completions` takes. Returns the candidates of each of `lines`.
+fn assert_offers_commands_flags_and_values<'a>(
+    text: &str,
+    lines: &'a [String],
+) -> impl Fn(usize) -> Vec<String> + 'a {
+    let got = candidates(text);
+    let want = move |i: usize| got.get(&lines[i]).cloned().unwrap_or_default();
+    assert_eq!(want(0), help_words(&[], "Commands", ""), "{text}");
+    assert_eq!(want(1), ["read", "report"], "{text}");
+    assert_eq!(want(2), ["threads"], "{text}");
+    assert_eq!(want(3), help_words(&["convert"], "Options", "--"), "{text}");
+    assert_eq!(want(4), ["--regs"], "{text}");
+    assert_eq!(
+        want(5),
+        ["bash", "elvish", "fish", "powershell", "zsh"],
+        "{text}"
+    );
+    want
+}
+
+fn strings(words: &[&str]) -> Vec<String> {
+    words.iter().map(|w| w.to_string()).collect()
+}
+
+/// zsh, set up as README says (the script as `_ck2core` in a folder of `fpath`, then
+/// `compinit`), completes real command lines typed into an interactive zsh: what its
+/// completion system offers after each TAB is compared with the command line's
+/// definition.
+#[test]
+fn zsh_completes_commands_flags_values_and_files() {
+    if !common::tool_present("zsh", "the zsh completion script") {
+        return;
+    }
+    let dir = scratch("completions-zsh");
+    let fndir = dir.join("functions");
+    std::fs::create_dir_all(&fndir).unwrap();
+    let out = ck2core(&["completions", "zsh"]);
+    assert!(out.status.success());
+    std::fs::write(fndir.join("_ck2core"), &out.stdout).unwrap();
+    let files = completion_files(&dir);
+    let lines = completion_lines(&files);
+    let result = dir.join("offered");
+    let driver = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/common/complete.zsh");
+    let mut args: Vec<&std::ffi::OsStr> = vec![
+        "-f".as_ref(),
+        driver.as_ref(),
+        fndir.as_ref(),
+        result.as_ref(),
+    ];
+    args.extend(lines.iter().map(std::ffi::OsStr::new));
+    run_shell("zsh", &args, &[("HOME", dir.as_ref())]);
+    let text = std::fs::read_to_string(&result).unwrap();
+    let want = assert_offers_commands_flags_and_values(&text, &lines);
+    // zsh offers the names within the folder typed.
+    assert_eq!(want(6), ["checkpoint.tar", "images", "notes.txt"], "{text}");
+    assert_eq!(want(7), ["images"], "{text}");
+}
+
+/// fish, set up as README says (the script in `~/.config/fish/completions/`, ck2core
+/// on PATH), completes real command lines (`complete -C`, what fish offers at TAB);
+/// the candidates are compared with the command line's definition.
+#[test]
+fn fish_completes_commands_flags_values_and_files() {
+    if !common::tool_present("fish", "the fish completion script") {
+        return;
+    }
+    let dir = scratch("completions-fish");
+    let config = dir.join("config");
+    std::fs::create_dir_all(config.join("fish/completions")).unwrap();
+    let out = ck2core(&["completions", "fish"]);
+    assert!(out.status.success());
+    std::fs::write(config.join("fish/completions/ck2core.fish"), &out.stdout).unwrap();
+    let files = completion_files(&dir);
+    let lines = completion_lines(&files);
+    let list = dir.join("lines");
+    std::fs::write(&list, lines.join("\n") + "\n").unwrap();
+    let result = dir.join("offered");
+    let script = format!(
+        "for l in (cat {}); complete -C $l | string replace -r '\\t.*' '' | \
+         string replace -r '^' \"$l|\"; end > {}",
+        list.display(),
+        result.display()
+    );
+    let bin = Path::new(env!("CARGO_BIN_EXE_ck2core")).parent().unwrap();
+    let path = std::env::join_paths(std::iter::once(bin.to_path_buf()).chain(
+        std::env::split_paths(&std::env::var_os("PATH").unwrap_or_default()),
+    ))
+    .unwrap();
+    run_shell(
+        "fish",
+        &["-c".as_ref(), script.as_ref()],
+        &[
+            ("HOME", dir.as_ref()),
+            ("XDG_CONFIG_HOME", config.as_ref()),
+            ("XDG_DATA_HOME", dir.join("data").as_ref()),
+            ("XDG_CACHE_HOME", dir.join("cache").as_ref()),
+            ("PATH", path.as_ref()),
+        ],
+    );
+    let text = std::fs::read_to_string(&result).unwrap();
+    let want = assert_offers_commands_flags_and_values(&text, &lines);
+    // fish offers whole paths, folders with their slash.
+    let d = files.display();
+    assert_eq!(
+        want(6),
+        strings(&[
+            &format!("{d}/checkpoint.tar"),
+            &format!("{d}/images/"),
+            &format!("{d}/notes.txt")
+        ]),
+        "{text}"
+    );
+    assert_eq!(want(7), strings(&[&format!("{d}/images/")]), "{text}");
 }
 
 fn stderr_of(args: &[&str]) -> (Option<i32>, String) {

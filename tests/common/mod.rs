@@ -748,3 +748,22 @@ pub fn files_under(dir: &Path) -> Vec<String> {
     out.sort();
     out
 }
+
+/// Whether `tool` runs (`tool --version`). When it does not, says on stderr that
+/// `what` is NOT CHECKED and why, and fails under CI (`CI=true`, as .ci/run sets),
+/// which installs every tool the tests drive.
+pub fn tool_present(tool: &str, what: &str) -> bool {
+    let ok = Command::new(tool)
+        .arg("--version")
+        .output()
+        .is_ok_and(|o| o.status.success());
+    if !ok {
+        let msg = format!(
+            "NOT CHECKED: {tool} is not installed here, so {what} is not checked \
+             (.ci/run installs it)"
+        );
+        eprintln!("{msg}");
+        assert_ne!(std::env::var("CI").as_deref(), Ok("true"), "{msg}");
+    }
+    ok
+}
