@@ -475,7 +475,44 @@ fn ckdiff_with_image_in_each_form() {
             out.to_str().unwrap(),
             "--image",
             image.to_str().unwrap(),
+            "-v",
         ]);
+        // -v names where each of pid 1's files came from: the program and its
+        // preloaded library from the diff, libc and ld.so from the image's first layer;
+        // the debug layer gave no mapped file.
+        let pid1: Vec<&str> = printed
+            .lines()
+            .skip_while(|l| !l.starts_with("core.1 "))
+            .take_while(|l| !l.starts_with("core.9 "))
+            .map(str::trim)
+            .collect();
+        for (file, from) in [
+            ("/var/lib/ck/ckfix-run: 2 pages", "rootfs-diff.tar"),
+            ("/var/lib/ck/libckplug.so: 3 pages", "rootfs-diff.tar"),
+            ("/var/lib/ck/data.bin: 3 pages", "rootfs-diff.tar"),
+        ] {
+            assert!(
+                pid1.contains(&format!("{file}, from {from}").as_str()),
+                "{printed}"
+            );
+        }
+        let libc = "/usr/lib/x86_64-linux-gnu/libc.so.6: 463 pages, from layer 1 (";
+        assert!(
+            pid1.iter()
+                .any(|l| l.starts_with(libc) && l.ends_with(") of --image")),
+            "{printed}"
+        );
+        let tally: Vec<&str> = pid1
+            .iter()
+            .copied()
+            .filter(|l| l.contains("mapped file"))
+            .collect();
+        assert_eq!(tally.len(), 3, "{printed}");
+        assert!(
+            tally[0].starts_with("layer 1 (") && tally[0].ends_with("): 2 mapped files, 2.0 MiB")
+        );
+        assert!(tally[1].starts_with("layer 2 (") && tally[1].ends_with("): no mapped file"));
+        assert_eq!(tally[2], "rootfs-diff.tar: 3 mapped files, 56.3 KiB");
         // Another image id than the checkpoint's (a layer was added): said, not fatal.
         assert!(
             printed.contains("warning: the checkpoint was taken from image e2226cf6af463cb50d8fbd34a5ef4b3c176ad411236b24fc39c88312e9fb3400 (localhost/ckdiff:1), but "),

@@ -117,11 +117,8 @@ fn a_library_whited_out_in_an_upper_layer_is_left_out_and_named() {
     // A one-layer image (ckbox's busybox), then a layer with both libraries, then a
     // layer whiting one out.
     let img1 = work.join("img1");
-    image_forms::with_layer_on_top(
-        &testdata().join("ckbox/ckbox-image.oci-dir"),
-        &layer(&[("lib/libgone.so", &gone), ("lib/libkept.so", &kept)]),
-        &img1,
-    );
+    let libs = layer(&[("lib/libgone.so", &gone), ("lib/libkept.so", &kept)]);
+    image_forms::with_layer_on_top(&testdata().join("ckbox/ckbox-image.oci-dir"), &libs, &img1);
     let img = work.join("img");
     image_forms::with_layer_on_top(&img1, &layer(&[("lib/.wh.libgone.so", b"")]), &img);
     let out = work.join("cores");
@@ -131,7 +128,37 @@ fn a_library_whited_out_in_an_upper_layer_is_left_out_and_named() {
         out.to_str().unwrap(),
         "--image",
         img.to_str().unwrap(),
+        "-v",
     ]);
+    // -v says which layer each file came from, and what each layer gave.
+    let digest = |tar: &[u8]| {
+        use sha2::Digest;
+        let zst = zstd::encode_all(tar, 3).unwrap();
+        let d = sha2::Sha256::digest(&zst);
+        d.iter().map(|b| format!("{b:02x}")).collect::<String>()
+    };
+    let l2 = format!("layer 2 (sha256:{})", digest(&libs));
+    let l3 = format!(
+        "layer 3 (sha256:{})",
+        digest(&layer(&[("lib/.wh.libgone.so", b"")]))
+    );
+    let said: Vec<&str> = printed.lines().map(str::trim).collect();
+    assert!(
+        said.contains(&format!("/lib/libkept.so: 1 pages, from {l2} of --image").as_str()),
+        "{printed}"
+    );
+    let per_layer: Vec<&str> = said
+        .iter()
+        .copied()
+        .filter(|l| l.starts_with("layer ") || l.starts_with("rootfs-diff.tar:"))
+        .collect();
+    assert_eq!(per_layer.len(), 4, "{printed}");
+    assert!(
+        per_layer[0].starts_with("layer 1 (sha256:") && per_layer[0].ends_with("): no mapped file")
+    );
+    assert_eq!(per_layer[1], format!("{l2}: 1 mapped file, 4.0 KiB"));
+    assert_eq!(per_layer[2], format!("{l3}: no mapped file"));
+    assert_eq!(per_layer[3], "rootfs-diff.tar: no mapped file");
     assert!(
         printed.contains("1 mapped file not in the container's files (or different there), left out of NT_FILE:\n             /lib/libgone.so: removed by a whiteout in layer 3 (sha256:"),
         "{printed}"

@@ -14,7 +14,7 @@ use ck2core::core::{CoreOptions, Plan};
 use ck2core::model::dump::DumpPolicy;
 use ck2core::model::Process;
 use ck2core::rootfs::sysroot::Sysroot;
-use ck2core::rootfs::{resolve_in_root, NO_ROOT};
+use ck2core::rootfs::{resolve_in_root, Layered, NO_ROOT};
 
 /// A path under the output directory that is never created: gdb's sysroot when no
 /// root was given.
@@ -153,7 +153,7 @@ pub fn convert(a: &ConvertArgs) -> anyhow::Result<(Vec<Converted>, usize)> {
         };
         // Where each file came from, said before the sysroot takes its place.
         let sources =
-            (super::chatter() >= 2).then(|| contributions(&process, a.source.image.is_some()));
+            (super::chatter() >= 2).then(|| contributions(&process, ckpt.rootfs().image()));
         // The sysroot first: the core's NT_FILE names exactly what it holds.
         if let Some(s) = sysroot.as_mut() {
             if let Err(e) = s.add(ckpt.rootfs(), &mut process) {
@@ -417,7 +417,7 @@ fn lldb_program() -> String {
 
 /// What each source gave the process's memory, in pages, for `-v`: the
 /// checkpoint's own images, then every mapped file and where its bytes were found.
-fn contributions(p: &Process, image: bool) -> Vec<String> {
+fn contributions(p: &Process, image: Option<&Layered>) -> Vec<String> {
     let maps = ck2core::views::memory::maps(p, &ck2core::model::filter::MemFilter::all());
     let mut total = ck2core::views::memory::PageCounts::default();
     for m in &maps {
@@ -434,6 +434,11 @@ fn contributions(p: &Process, image: bool) -> Vec<String> {
     )];
     let vmas = p.memory.iter().flat_map(|m| &m.vmas);
     let mut files: Vec<(&str, u64, String)> = Vec::new();
+    // (layer, files, bytes) in stacking order, the diff on top.
+    let mut layers: Vec<(String, usize, u64)> = image
+        .map(|l| l.layer_names().map(|n| (n.to_string(), 0, 0)).collect())
+        .unwrap_or_default();
+    layers.push(("rootfs-diff.tar".into(), 0, 0));
     for (v, row) in vmas.zip(&maps) {
         let Some(f) = &v.file else { continue };
         if let Some(e) = files.iter_mut().find(|e| e.0 == f.path) {
@@ -441,18 +446,39 @@ fn contributions(p: &Process, image: bool) -> Vec<String> {
             continue;
         }
         let from = match &f.content {
-            Ok(d) => match &d.in_root {
-                Some(r) => format!("from --rootfs {}", super::shown(&r.path)),
-                None if f.deleted => "from its ghost image in the checkpoint".into(),
-                None if image => "from rootfs-diff.tar or --image".into(),
-                None => "from rootfs-diff.tar".into(),
+            Ok(d) => match (&d.in_root, &d.from) {
+                (Some(r), _) => format!("from --rootfs {}", super::shown(&r.path)),
+                (None, Some(layer)) => {
+                    if let Some(e) = layers.iter_mut().find(|e| e.0 == *layer) {
+                        e.1 += 1;
+                        e.2 += d.size;
+                    }
+                    if layer == "rootfs-diff.tar" {
+                        format!("from {layer}")
+                    } else {
+                        format!("from {layer} of --image")
+                    }
+                }
+                (None, None) => "from its ghost image in the checkpoint".into(),
             },
-            Err(why) => format!("not used: {why}"),
+            Err(why) => format!(
+                "not used: {}",
+                why.strip_prefix(&format!("{}: ", f.path)).unwrap_or(why)
+            ),
         };
         files.push((&f.path, row.pages.rootfs, from));
     }
     for (path, pages, from) in files {
         lines.push(format!("{path}: {pages} pages, {from}"));
+    }
+    if image.is_some() {
+        for (layer, n, bytes) in layers {
+            lines.push(match n {
+                0 => format!("{layer}: no mapped file"),
+                1 => format!("{layer}: 1 mapped file, {}", human(bytes)),
+                n => format!("{layer}: {n} mapped files, {}", human(bytes)),
+            });
+        }
     }
     lines
 }

@@ -131,6 +131,9 @@ pub struct FileData {
     /// Where the file is in the container's root directory, when it came from
     /// there (not from `rootfs-diff.tar` or a ghost image).
     pub in_root: Option<InRoot>,
+    /// Which part of the container's files it was taken from (`rootfs-diff.tar`,
+    /// `layer 2 (sha256:…)` of the image, `--rootfs`); `None` for a ghost image.
+    pub from: Option<String>,
 }
 
 /// A verified file's place in the root directory on this machine.
@@ -151,6 +154,7 @@ impl FileData {
             size: blob.len(),
             chunks: vec![(0, blob)],
             in_root: None,
+            from: None,
         }
     }
 }

@@ -878,6 +878,7 @@ impl Checkpoint {
                 size,
                 chunks,
                 in_root: None,
+                from: None,
             })
         };
         load().map_err(|e| format!("deleted while mapped; its ghost image is unusable: {e}"))

@@ -106,6 +106,7 @@ impl Layered {
                 archive: label.to_string(),
                 detail: format!("{}: {detail}", layer.name),
             };
+            let name: std::sync::Arc<str> = layer.name.as_str().into();
             let (entries, hide, opaque) = read_layer(layer, i, &mut expanded, max_unpacked)
                 .map_err(|e| match e {
                     Error::Archive { detail, .. } => err(detail),
@@ -134,6 +135,7 @@ impl Layered {
                         Some(blob) => Content::Blob(
                             blob.slice(offset, size)
                                 .map_err(|e| err(format!("entry {path}: {e}")))?,
+                            name.clone(),
                         ),
                         None => Content::Packed {
                             layer: i,
@@ -221,6 +223,16 @@ impl Layered {
             .filter(|(k, _)| !k[prefix.len()..].contains('/'))
             .map(|(k, n)| (k[prefix.len()..].to_string(), n.clone()))
             .collect()
+    }
+
+    /// How messages name the layers, lowest first (`layer 1 (sha256:…)`).
+    pub fn layer_names(&self) -> impl Iterator<Item = &str> {
+        self.layers.iter().map(|l| l.name.as_str())
+    }
+
+    /// How messages name layer `i` (lowest first).
+    pub(crate) fn layer_name(&self, i: usize) -> &str {
+        &self.layers[i].name
     }
 
     /// The bytes of a file of a compressed layer, decompressed into the spool once.

@@ -35,8 +35,9 @@ pub const NO_ROOT: &str = "no --rootfs or --image given";
 pub(crate) enum Content {
     /// A plain file of the local filesystem (a `--rootfs` directory): it can be linked.
     Local(PathBuf),
-    /// Bytes in place in a file (an uncompressed tar member or layer).
-    Blob(Blob),
+    /// Bytes in place in a file (an uncompressed tar member or layer), and the
+    /// layer's name.
+    Blob(Blob, std::sync::Arc<str>),
     /// Inside a compressed layer of the image: decompressed when needed.
     Packed {
         layer: usize,
@@ -254,7 +255,7 @@ impl RootFs {
 
     /// The bytes of `content`, found for the container path `asked`.
     fn data(&self, content: Content, asked: &str) -> Result<FileData, String> {
-        let (blob, in_root) = match content {
+        let (blob, in_root, from) = match content {
             Content::Local(p) => {
                 let f = std::fs::File::open(&p).map_err(|e| format!("{}: {e}", p.display()))?;
                 let len = f.metadata().map_err(|e| e.to_string())?.len();
@@ -271,9 +272,10 @@ impl RootFs {
                     by_container_path: naive.as_ref() == Some(&path),
                     path,
                 };
-                (Blob::from_file(&p.display().to_string(), f, len), Some(at))
+                let blob = Blob::from_file(&p.display().to_string(), f, len);
+                (blob, Some(at), "--rootfs".to_string())
             }
-            Content::Blob(b) => (b, None),
+            Content::Blob(b, layer) => (b, None, layer.to_string()),
             Content::Packed {
                 layer,
                 offset,
@@ -283,12 +285,14 @@ impl RootFs {
                     l.materialise(layer, offset, size)
                         .map_err(|e| e.to_string())?,
                     None,
+                    l.layer_name(layer).to_string(),
                 ),
                 _ => return Err("internal: packed content without an image".into()),
             },
         };
         Ok(FileData {
             in_root,
+            from: Some(from),
             ..FileData::whole(blob)
         })
     }
