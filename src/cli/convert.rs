@@ -243,8 +243,12 @@ pub fn convert(a: &ConvertArgs) -> anyhow::Result<(Vec<Converted>, usize)> {
     }
     if let Some(s) = &sysroot {
         let sum = s.summary();
+        let reflinked = match sum.reflinked {
+            0 => String::new(),
+            n => format!(", {n} reflinked"),
+        };
         say!(
-            "sysroot    {}: {} file{} ({} linked, {} separate debug), {}",
+            "sysroot    {}: {} file{} ({} linked{reflinked}, {} separate debug), {}",
             super::shown(s.dir()),
             sum.files,
             if sum.files == 1 { "" } else { "s" },

@@ -5,10 +5,11 @@
 //! they read the container's own files and never this machine's.
 //!
 //! A file that is a plain file of the local filesystem (`--rootfs`) is hard-linked
-//! when it can be, else copied (`std::fs::copy`, which reflinks where the filesystem
-//! can); anything else is copied from where the resolver found it.
+//! when it can be (same filesystem, and the kernel's protected_hardlinks lets this
+//! user), else reflinked (a copy-on-write clone, on filesystems that have them), else
+//! copied; anything else is copied from where the resolver found it.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::fs::File;
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
@@ -28,6 +29,9 @@ pub struct Summary {
     pub debug_files: usize,
     /// Of those, hard links to `--rootfs` files (no bytes copied).
     pub linked: usize,
+    /// Of those, reflinks (copy-on-write clones) of `--rootfs` files: no bytes
+    /// copied either.
+    pub reflinked: usize,
     /// Their total size.
     pub bytes: u64,
     /// Symbolic links recreated.
@@ -41,7 +45,16 @@ pub struct Sysroot {
     links: HashSet<String>,
     top_links: bool,
     summary: Summary,
+    /// Directories of the sysroot known to exist (made or checked once).
+    made: HashSet<PathBuf>,
+    /// Per directory of the root: its symbolic links, as (the path they resolve to,
+    /// the links passed on the way). A library's soname link sits beside it, so
+    /// each directory is listed once, not once per library in it.
+    dir_links: HashMap<String, Vec<Resolved>>,
 }
+
+/// A link resolved: (the path it reaches, the links passed as (link, target)).
+type Resolved = (String, Vec<(String, String)>);
 
 impl Sysroot {
     /// Creates (or reuses) the directory `dir`.
@@ -54,6 +67,8 @@ impl Sysroot {
             links: HashSet::new(),
             top_links: false,
             summary: Summary::default(),
+            made: HashSet::new(),
+            dir_links: HashMap::new(),
         })
     }
 
@@ -122,23 +137,15 @@ impl Sysroot {
                 }
             }
             // Libraries are opened by their soname, a link beside the file.
-            let dir = rel.rsplit_once('/').map_or("", |d| d.0);
-            for (name, node) in root.list(dir) {
-                if !matches!(node, Node::Symlink(_)) {
-                    continue;
-                }
-                let lpath = if dir.is_empty() {
-                    name
-                } else {
-                    format!("{dir}/{name}")
-                };
-                if let Ok(found) = root.find(&lpath) {
-                    if found.path == rel {
-                        for (l, t) in &found.links {
-                            self.link(l, t)?;
-                        }
-                    }
-                }
+            let dir = rel.rsplit_once('/').map_or("", |d| d.0).to_string();
+            let links: Vec<(String, String)> = self
+                .links_in(root, &dir)
+                .iter()
+                .filter(|(reached, _)| *reached == rel)
+                .flat_map(|(_, passed)| passed.iter().cloned())
+                .collect();
+            for (l, t) in &links {
+                self.link(l, t)?;
             }
         }
         let here = |f: &MappedFile| -> Option<PathBuf> {
@@ -168,13 +175,35 @@ impl Sysroot {
         Ok(())
     }
 
+    /// The symbolic links in directory `dir` of the root, resolved (listed once).
+    fn links_in(&mut self, root: &RootFs, dir: &str) -> &[Resolved] {
+        self.dir_links.entry(dir.to_string()).or_insert_with(|| {
+            root.list(dir)
+                .into_iter()
+                .filter(|(_, node)| matches!(node, Node::Symlink(_)))
+                .filter_map(|(name, _)| {
+                    let lpath = if dir.is_empty() {
+                        name
+                    } else {
+                        format!("{dir}/{name}")
+                    };
+                    root.find(&lpath).ok().map(|f| (f.path, f.links))
+                })
+                .collect()
+        })
+    }
+
     /// Makes the directories of `rel` inside the sysroot, refusing to go through a
     /// symbolic link (one of ours could otherwise lead a later write elsewhere).
-    fn parent_of(&self, rel: &str) -> Result<PathBuf> {
+    fn parent_of(&mut self, rel: &str) -> Result<PathBuf> {
         let mut p = self.dir.clone();
         let parts: Vec<&str> = rel.split('/').collect();
         for c in &parts[..parts.len() - 1] {
             p.push(c);
+            if self.made.contains(&p) {
+                continue;
+            }
+            self.made.insert(p.clone());
             match std::fs::symlink_metadata(&p) {
                 Ok(m) if m.is_dir() => {}
                 Ok(_) => {
@@ -196,24 +225,25 @@ impl Sysroot {
         let name = rel.rsplit('/').next().unwrap_or(rel);
         let target = parent.join(name);
         let tmp = parent.join(format!(".{name}.ck2core-tmp"));
-        let _ = std::fs::remove_file(&tmp);
         let origin = data.in_root.as_ref().map(|r| &r.path);
-        let linked = origin.is_some_and(|o| std::fs::hard_link(o, &tmp).is_ok());
-        if !linked {
-            let r = match origin {
-                Some(o) => std::fs::copy(o, &tmp).map(|_| ()),
-                None => write_chunks(&tmp, data),
-            };
-            if let Err(e) = r {
+        let how = match origin {
+            Some(o) => place(o, &tmp),
+            None => write_chunks(&tmp, data).map(|_| How::Copied),
+        };
+        let how = match how {
+            Ok(h) => h,
+            Err(e) => {
                 let _ = std::fs::remove_file(&tmp);
                 return Err(Error::io(&target, e));
             }
-        }
+        };
         std::fs::rename(&tmp, &target).map_err(|e| Error::io(&target, e))?;
         self.summary.files += 1;
         self.summary.bytes += data.size;
-        if linked {
-            self.summary.linked += 1;
+        match how {
+            How::Linked => self.summary.linked += 1,
+            How::Reflinked => self.summary.reflinked += 1,
+            How::Copied => {}
         }
         Ok(())
     }
@@ -263,7 +293,36 @@ pub(crate) fn contained(rel: &str, target: &str) -> String {
     }
 }
 
+/// How a file of the local filesystem was put in the sysroot.
+enum How {
+    Linked,
+    Reflinked,
+    Copied,
+}
+
+/// Puts the file `from` at `to` (a fresh name): a hard link, else a reflink, else
+/// a copy.
+fn place(from: &Path, to: &Path) -> std::io::Result<How> {
+    // A leftover of an interrupted run (never followed, were it a link).
+    let _ = std::fs::remove_file(to);
+    if std::fs::hard_link(from, to).is_ok() {
+        return Ok(How::Linked);
+    }
+    let src = File::open(from)?;
+    let dst = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .open(to)?;
+    if rustix::fs::ioctl_ficlone(&dst, &src).is_ok() {
+        return Ok(How::Reflinked);
+    }
+    drop(dst);
+    std::fs::copy(from, to)?;
+    Ok(How::Copied)
+}
+
 fn write_chunks(path: &Path, data: &FileData) -> std::io::Result<()> {
+    let _ = std::fs::remove_file(path);
     let f = File::create(path)?;
     f.set_len(data.size)?;
     let mut buf = vec![0u8; 1 << 20];
