@@ -421,3 +421,57 @@ fn hostile_layers_are_refused_naming_the_layer_and_entry() {
         "image.tar: layer 2 (test-1) repeats layer 1 (test-0) (sha256:test-0): an image lists each layer once"
     );
 }
+
+/// containerd's rootfs-diff.tar is an OCI layer diff: its whiteouts and opaque
+/// directories hide what the root below has, be it an image or a `--rootfs`
+/// directory.
+#[test]
+fn the_diffs_whiteouts_and_opaque_directories_hide_the_root_below() {
+    let diff = || {
+        Some(tar_of(&[
+            E::File("etc/.wh.gone.conf", vec![]),
+            E::Dir("opt/app/"),
+            E::File("opt/app/.wh..wh..opq", vec![]),
+            E::File("opt/app/new.so", elf(2)),
+        ]))
+    };
+    let lower = [
+        ("etc/gone.conf", b"gone".to_vec()),
+        ("etc/kept.conf", b"kept".to_vec()),
+        ("opt/app/old.so", elf(1)),
+        ("opt/app/sub/deep.so", elf(3)),
+        ("opt/other", b"other".to_vec()),
+    ];
+    let check = |r: &RootFs, what: &str| {
+        let err = r.find("/etc/gone.conf").unwrap_err();
+        assert!(err.contains("whiteout in rootfs-diff.tar"), "{what}: {err}");
+        for hidden in ["/opt/app/old.so", "/opt/app/sub/deep.so"] {
+            let err = r.find(hidden).unwrap_err();
+            assert!(
+                err.contains("opaque in rootfs-diff.tar"),
+                "{what}: {hidden}: {err}"
+            );
+        }
+        assert_eq!(bytes(r, "/opt/app/new.so").unwrap(), elf(2), "{what}");
+        assert_eq!(bytes(r, "/etc/kept.conf").unwrap(), b"kept", "{what}");
+        assert_eq!(bytes(r, "/opt/other").unwrap(), b"other", "{what}");
+    };
+
+    let files: Vec<E<'_>> = lower.iter().map(|(p, b)| E::File(p, b.clone())).collect();
+    check(
+        &root("layers-diff-wh-image", &[tar_of(&files)], diff(), &[]),
+        "image",
+    );
+
+    let work = scratch("layers-diff-wh-dir");
+    let dir = work.join("rootfs");
+    for (p, b) in &lower {
+        std::fs::create_dir_all(dir.join(p).parent().unwrap()).unwrap();
+        std::fs::write(dir.join(p), b).unwrap();
+    }
+    let r = RootFs::new(
+        Base::Dir(dir),
+        &diff_archive(&work.join("ckpt"), diff(), &[]),
+    );
+    check(&r, "--rootfs");
+}

@@ -103,17 +103,22 @@ fn s390_core(tid: u32, leader: bool) -> pb::CoreEntry {
     core
 }
 
-/// A private read-only mapping of a file's second page (a file on this machine,
-/// converted with `--rootfs /`, so that NT_FILE names it and gdb opens it).
-fn add_file_mapping(dir: &Path, f: &Foreign, file: &Path) -> u64 {
+/// The container path of the mapped file.
+const MAPPED: &str = "/opt/mapped.bin";
+
+/// A private read-only mapping of the second page of [`MAPPED`], a file of the
+/// container's root `rootfs` (so that NT_FILE names it and gdb opens it).
+fn add_file_mapping(dir: &Path, f: &Foreign, rootfs: &Path) -> u64 {
     let mut content = vec![0u8; 2 * PAGE as usize];
     content[PAGE as usize..PAGE as usize + 12].copy_from_slice(b"FILE-PAGE-2\0");
+    let file = rootfs.join(MAPPED.trim_start_matches('/'));
+    std::fs::create_dir_all(file.parent().unwrap()).unwrap();
     std::fs::write(file, &content).unwrap();
     put(
         dir,
         "files.img",
         ck2core::images::magic::FILES,
-        &[reg_file(7, file.to_str().unwrap(), content.len() as u64)],
+        &[reg_file(7, MAPPED, content.len() as u64)],
     );
     let at = f.base + 8 * PAGE;
     let mut map = vma(at, at + PAGE, FILE_PRIVATE, 7, PAGE);
@@ -148,8 +153,8 @@ fn synthetic_s390x_registers_memory_and_notes() {
         auxv: vec![6, PAGE, 16, HWCAP],
     };
     write_foreign(&dir, &f, "S390X", s390_core);
-    let file = root.join("mapped.bin");
-    let file_at = add_file_mapping(&dir, &f, &file);
+    let rootfs = root.join("rootfs");
+    let file_at = add_file_mapping(&dir, &f, &rootfs);
     // A big-endian long where r15 points: s390x memory is big-endian.
     let pages = dir.join(format!("pages-{}.img", f.pid));
     let mut bytes = std::fs::read(&pages).unwrap();
@@ -171,8 +176,7 @@ fn synthetic_s390x_registers_memory_and_notes() {
         assert_eq!(b[..4], want.to_be_bytes(), "{img} is not big-endian");
     }
 
-    // The mapped file is at its "container" path on this machine: the root is /.
-    let core = f.convert_with(&dir, &["--rootfs", "/"]);
+    let core = f.convert_with(&dir, &["--rootfs", rootfs.to_str().unwrap()]);
 
     // What the kernel writes for an s390x process: ELFCLASS64, big-endian,
     // EM_S390, e_flags 0, and the notes of s390_regsets with their sizes.
@@ -183,7 +187,7 @@ fn synthetic_s390x_registers_memory_and_notes() {
     assert_eq!(header_field(&h, "Flags"), "0x0");
     let notes = readelf_notes(&core);
     let sizes: Vec<(&str, usize)> = notes.iter().map(|(_, n, d)| (d.as_str(), *n)).collect();
-    let nt_file = 16 + 24 + file.to_str().unwrap().len() + 1;
+    let nt_file = 16 + 24 + MAPPED.len() + 1;
     assert_eq!(
         &sizes[..17],
         [

@@ -69,6 +69,9 @@ pub struct Layered {
     spool: Mutex<Spool>,
     identity: Vec<String>,
     reference: Option<String>,
+    /// Directories made opaque, with the layer that did it: they hide a root
+    /// stacked below this one too (a diff over `--rootfs`).
+    opaque: Vec<(String, String)>,
 }
 
 #[derive(Default)]
@@ -91,6 +94,7 @@ impl Layered {
     /// stops at `max_unpacked` bytes in all.
     pub fn new(label: &str, layers: Vec<Layer>, max_unpacked: u64) -> Result<Layered> {
         let mut merged: BTreeMap<String, Node> = BTreeMap::new();
+        let mut all_opaque = Vec::new();
         let mut expanded = 0u64;
         for (i, layer) in layers.iter().enumerate() {
             if let Some(j) = layers[..i].iter().position(|l| l.id == layer.id) {
@@ -116,6 +120,7 @@ impl Layered {
             for dir in &opaque {
                 remove_under(&mut merged, dir);
             }
+            all_opaque.extend(opaque.into_iter().map(|d| (d, layer.name.clone())));
             for path in hide {
                 remove_under(&mut merged, &path);
                 merged.insert(
@@ -165,6 +170,7 @@ impl Layered {
             spool: Mutex::new(Spool::default()),
             identity: Vec::new(),
             reference: None,
+            opaque: all_opaque,
         })
     }
 
@@ -203,6 +209,22 @@ impl Layered {
             .next()
             .filter(|(k, _)| k.starts_with(&prefix))
             .map(|_| Node::Dir)
+    }
+
+    /// Why a root below this one can't show `path`: it lies under a directory one
+    /// of these layers made opaque.
+    pub(crate) fn hides_below(&self, path: &str) -> Option<String> {
+        self.opaque
+            .iter()
+            .find(|(dir, _)| dir.is_empty() || path.starts_with(&format!("{dir}/")))
+            .map(|(dir, layer)| format!("under /{dir}, made opaque in {layer}"))
+    }
+
+    /// Whether a root below this one shows nothing in directory `dir`.
+    pub(crate) fn hides_entries_of(&self, dir: &str) -> bool {
+        self.opaque
+            .iter()
+            .any(|(d, _)| d.is_empty() || d == dir || dir.starts_with(&format!("{d}/")))
     }
 
     /// The node at `path` only if an entry names it (no implied directories).

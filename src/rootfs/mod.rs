@@ -166,6 +166,9 @@ impl RootFs {
                 "deleted in the container (deleted.files)".into(),
             ));
         }
+        if let Some(why) = self.diff.as_ref().and_then(|d| d.hides_below(path)) {
+            return Some(Node::Gone(why));
+        }
         match &self.base {
             Base::None => None,
             Base::Dir(root) => dir::node(root, path),
@@ -175,7 +178,9 @@ impl RootFs {
 
     /// The entries directly in `dir` (`""` for the root), upper ones winning.
     fn list(&self, dir: &str) -> Vec<(String, Node)> {
+        let hidden = self.diff.as_ref().is_some_and(|d| d.hides_entries_of(dir));
         let mut out = match &self.base {
+            _ if hidden => Vec::new(),
             Base::None => Vec::new(),
             Base::Dir(root) => dir::list(root, dir),
             Base::Image(l) => l.list(dir),

@@ -618,7 +618,7 @@ impl synth::Foreign {
         out.join(format!("core.{}", self.pid))
     }
 
-    /// Opens `core` in gdb-multiarch, runs `commands`, then reads the three known
+    /// Opens `core` in gdb-multiarch with the gdbinit beside it, runs `commands`, then reads the three known
     /// strings. Asserts that gdb warned about nothing, saw both threads and read the
     /// strings (the first one is "<tag>-PAGE"). Returns gdb's output and each
     /// thread's registers.
@@ -632,7 +632,8 @@ impl synth::Foreign {
             [self.text_at(), self.last_word_at(), self.second_at()].map(|a| format!("x/s {a:#x}"));
         let mut all: Vec<&str> = commands.to_vec();
         all.extend(reads.iter().map(String::as_str));
-        let got = gdb_multiarch(core, &all);
+        // As the converter prints it: with the gdbinit beside the core.
+        let got = gdb_multiarch_with_init(&core.with_file_name("gdbinit"), core, &all);
         assert_eq!(warnings(&got), Vec::<&str>::new(), "{got}");
         let threads = parse_threads(&got);
         assert_eq!(
