@@ -201,19 +201,14 @@ fn render(d: &Diff) {
         entries("  ", "", &p.files);
         entries("  ", "env ", &p.environment);
         let m = &p.mappings;
-        for v in &m.added {
+        for (sign, v) in m
+            .added
+            .iter()
+            .map(|v| ('+', v))
+            .chain(m.removed.iter().map(|v| ('-', v)))
+        {
             outln!(
-                "  + mapping {:012x}-{:012x} {} {} {}",
-                v.start.0,
-                v.end.0,
-                v.perms,
-                v.kind.name(),
-                v.name
-            );
-        }
-        for v in &m.removed {
-            outln!(
-                "  - mapping {:012x}-{:012x} {} {} {}",
+                "  {sign} mapping {:012x}-{:012x} {} {} {}",
                 v.start.0,
                 v.end.0,
                 v.perms,
