@@ -730,6 +730,49 @@ pub fn dumped_contexts(dump: &str) -> BTreeMap<u64, BTreeMap<String, u64>> {
     out
 }
 
+/// A minidump ck2core wrote, as minidump-stackwalk reads it.
+pub struct StackwalkedMinidump {
+    /// The dump file.
+    pub file: PathBuf,
+    /// What `minidump-stackwalk --dump --brief` printed.
+    pub dump: String,
+    /// Each thread's context in it, by thread id ([`dumped_contexts`]).
+    pub contexts: BTreeMap<u64, BTreeMap<String, u64>>,
+}
+
+/// `ck2core minidump` on the checkpoint `images` (into `dumps/` beside it), then what
+/// every architecture's minidump test checks first: minidump-stackwalk reads process
+/// `pid`'s dump, names its thread context `context` (a line of `--dump`), and its
+/// JSON says `cpu_arch` with `threads` threads.
+pub fn minidump_read_back(
+    images: &Path,
+    pid: u32,
+    context: &str,
+    cpu_arch: &str,
+    threads: u64,
+) -> StackwalkedMinidump {
+    let out = images.parent().unwrap().join("dumps");
+    ck2core_ok(&[
+        "minidump",
+        images.to_str().unwrap(),
+        "-o",
+        out.to_str().unwrap(),
+    ]);
+    let file = out.join(format!("{pid}.dmp"));
+    let dump = stackwalk(&["--dump", "--brief", file.to_str().unwrap()]);
+    assert!(dump.contains(&format!("{context}\n")), "{dump}");
+    let json: serde_json::Value =
+        serde_json::from_str(&stackwalk(&["--json", file.to_str().unwrap()])).unwrap();
+    assert_eq!(json["system_info"]["cpu_arch"], cpu_arch);
+    assert_eq!(json["thread_count"], threads);
+    let contexts = dumped_contexts(&dump);
+    StackwalkedMinidump {
+        file,
+        dump,
+        contexts,
+    }
+}
+
 /// Regular files under `dir`, relative, sorted (symbolic links are not followed).
 pub fn files_under(dir: &Path) -> Vec<String> {
     let mut out = Vec::new();
