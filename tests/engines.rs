@@ -8,6 +8,7 @@ mod common;
 
 use std::path::{Path, PathBuf};
 
+use common::image_forms::*;
 use common::*;
 
 fn ckbox(name: &str) -> PathBuf {
@@ -291,55 +292,6 @@ fn containerd_archive_converts_like_podmans() {
     assert!(found.ends_with("3 matches\n"), "{found}");
 }
 
-/// The members of a tar archive file, in order: (name, bytes); directories and
-/// links left out.
-fn members_of(path: &Path) -> Vec<(String, Vec<u8>)> {
-    use std::io::Read;
-    let f = std::fs::File::open(path).unwrap();
-    let r: Box<dyn Read> = if path.extension().is_some_and(|e| e == "zst") {
-        Box::new(zstd::Decoder::new(f).unwrap())
-    } else {
-        Box::new(f)
-    };
-    let mut a = tar::Archive::new(r);
-    let mut out = Vec::new();
-    for e in a.entries().unwrap() {
-        let mut e = e.unwrap();
-        if e.header().entry_type() != tar::EntryType::Regular {
-            continue;
-        }
-        let name = e.path().unwrap().to_string_lossy().into_owned();
-        let mut b = Vec::new();
-        e.read_to_end(&mut b).unwrap();
-        out.push((name, b));
-    }
-    out
-}
-
-fn tar_of(path: &Path, files: &[(String, Vec<u8>)]) {
-    let mut b = tar::Builder::new(std::fs::File::create(path).unwrap());
-    for (name, data) in files {
-        let mut h = tar::Header::new_ustar();
-        h.set_size(data.len() as u64);
-        h.set_mode(0o600);
-        h.set_cksum();
-        b.append_data(&mut h, name, &data[..]).unwrap();
-    }
-    b.finish().unwrap();
-}
-
-fn tar_bytes(files: &[(String, Vec<u8>)]) -> Vec<u8> {
-    let mut b = tar::Builder::new(Vec::new());
-    for (name, data) in files {
-        let mut h = tar::Header::new_ustar();
-        h.set_size(data.len() as u64);
-        h.set_mode(0o644);
-        h.set_cksum();
-        b.append_data(&mut h, name, &data[..]).unwrap();
-    }
-    b.into_inner().unwrap()
-}
-
 #[test]
 fn containerd_diff_in_any_compression_with_whiteouts() {
     // containerd restores rootfs-diff.tar with compression.DecompressStream, which
@@ -351,7 +303,7 @@ fn containerd_diff_in_any_compression_with_whiteouts() {
         ("bin/.wh.busybox".into(), Vec::new()),
         ("app/.wh..wh..opq".into(), Vec::new()),
     ]);
-    let members: Vec<(String, Vec<u8>)> = members_of(&ckbox("ckbox.containerd.tar"))
+    let members: Vec<(String, Vec<u8>)> = tar_members(&ckbox("ckbox.containerd.tar"))
         .into_iter()
         .map(|(n, b)| {
             if n == "rootfs-diff.tar" {
@@ -362,7 +314,7 @@ fn containerd_diff_in_any_compression_with_whiteouts() {
         })
         .collect();
     let path = scratch("engines-ctrdwh-archive").join("ctrd.tar");
-    tar_of(&path, &members);
+    write_tar(&path, &members);
     let p = path.to_str().unwrap();
     let (info, err, ok) = run(&["info", p]);
     assert!(ok, "{err}");
@@ -414,7 +366,7 @@ fn containerd_diff_in_any_compression_with_whiteouts() {
 /// container log under the name of the `io.kubernetes.cri-o.LogPath` annotation,
 /// in an uncompressed tar). The CRIU images are ckbox's.
 fn crio_archive(path: &Path) {
-    let podman = members_of(&ckbox("ckbox.tar.zst"));
+    let podman = tar_members(&ckbox("ckbox.tar.zst"));
     let pick = |n: &str| podman.iter().find(|(m, _)| m == n).unwrap().1.clone();
     let mut spec: serde_json::Value = serde_json::from_slice(&pick("spec.dump")).unwrap();
     let log_path = "/var/log/pods/default_ckbox_0d3b/ckbox/0.log";
@@ -481,7 +433,7 @@ fn crio_archive(path: &Path) {
         ("dump.log".into(), b"(00.000000) Version: 4.2\n".to_vec()),
         ("io.kubernetes.cri-o.LogPath".into(), log.into_bytes()),
     ]);
-    tar_of(path, &files);
+    write_tar(path, &files);
 }
 
 #[test]
@@ -528,7 +480,7 @@ fn crio_archive_shows_its_mounts_deletions_and_log() {
 fn a_pod_checkpoint_keeps_its_clear_error() {
     // KEP-5823's pod archives (no runtime writes them yet): a directory per
     // container, each with its own checkpoint/, beside pod.options and pod.dump.
-    let podman = members_of(&ckbox("ckbox.tar.zst"));
+    let podman = tar_members(&ckbox("ckbox.tar.zst"));
     let mut files: Vec<(String, Vec<u8>)> = vec![
         (
             "pod.options".into(),
@@ -545,7 +497,7 @@ fn a_pod_checkpoint_keeps_its_clear_error() {
         );
     }
     let path = scratch("engines-pod").join("pod.tar");
-    tar_of(&path, &files);
+    write_tar(&path, &files);
     let out = scratch("engines-pod-out");
     let (_, err, ok) = run(&[path.to_str().unwrap(), "-o", out.to_str().unwrap()]);
     assert!(!ok);

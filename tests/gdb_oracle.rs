@@ -442,14 +442,8 @@ fn ckdiff_with_rootfs_reads_the_files_that_exist_only_in_the_diff() {
 /// ckdiff's image with the libc debug file (Debian's libc6-dbg, as a second layer
 /// holding `usr/lib/debug/.build-id/93/...`), in each form `--image` reads.
 fn ckdiff_image_forms(work: &Path, debug: &str) -> Vec<std::path::PathBuf> {
-    let mut layer = tar::Builder::new(Vec::new());
     let bytes = std::fs::read(testdata().join("host-rootfs").join(debug)).unwrap();
-    let mut h = tar::Header::new_ustar();
-    h.set_size(bytes.len() as u64);
-    h.set_mode(0o644);
-    h.set_cksum();
-    layer.append_data(&mut h, debug, &bytes[..]).unwrap();
-    let layer = layer.into_inner().unwrap();
+    let layer = image_forms::tar_bytes(&[(debug.to_string(), bytes)]);
     let dir = work.join("ckdiff-image.oci-dir");
     image_forms::with_layer_on_top(
         &testdata().join("ckdiff/ckdiff-image.oci-dir"),

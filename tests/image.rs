@@ -82,15 +82,11 @@ fn ckbox_cores_are_the_same_from_every_image_form_as_from_the_unpacked_root() {
 const BASE: u64 = 0x2000_0000;
 
 fn layer(files: &[(&str, &[u8])]) -> Vec<u8> {
-    let mut b = tar::Builder::new(Vec::new());
-    for (name, data) in files {
-        let mut h = tar::Header::new_ustar();
-        h.set_size(data.len() as u64);
-        h.set_mode(0o644);
-        h.set_cksum();
-        b.append_data(&mut h, name, *data).unwrap();
-    }
-    b.into_inner().unwrap()
+    let files: Vec<(String, Vec<u8>)> = files
+        .iter()
+        .map(|(name, data)| (name.to_string(), data.to_vec()))
+        .collect();
+    image_forms::tar_bytes(&files)
 }
 
 #[test]
@@ -131,15 +127,10 @@ fn a_library_whited_out_in_an_upper_layer_is_left_out_and_named() {
         "-v",
     ]);
     // -v says which layer each file came from, and what each layer gave.
-    let digest = |tar: &[u8]| {
-        use sha2::Digest;
-        let zst = zstd::encode_all(tar, 3).unwrap();
-        let d = sha2::Sha256::digest(&zst);
-        d.iter().map(|b| format!("{b:02x}")).collect::<String>()
-    };
-    let l2 = format!("layer 2 (sha256:{})", digest(&libs));
+    let digest = |tar: &[u8]| image_forms::sha(&zstd::encode_all(tar, 3).unwrap());
+    let l2 = format!("layer 2 ({})", digest(&libs));
     let l3 = format!(
-        "layer 3 (sha256:{})",
+        "layer 3 ({})",
         digest(&layer(&[("lib/.wh.libgone.so", b"")]))
     );
     let said: Vec<&str> = printed.lines().map(str::trim).collect();

@@ -5,21 +5,18 @@
 
 mod common;
 
-use std::io::{Read, Write};
+use std::io::Read;
 use std::path::{Path, PathBuf};
 
 use ck2core::archive::oci::{Compression, ImageFile, ImageFormat};
 use ck2core::archive::Limits;
+use common::image_forms::*;
 use common::*;
 use serde_json::{json, Value};
 use sha2::Digest;
 
 fn ckbox(name: &str) -> PathBuf {
     testdata().join("ckbox").join(name)
-}
-
-fn sha(b: &[u8]) -> String {
-    format!("sha256:{:x}", sha2::Sha256::digest(b))
 }
 
 fn limits() -> Limits {
@@ -94,110 +91,6 @@ fn the_real_layout_and_archive() {
     );
 }
 
-/// Writes a tar of `files` (path, bytes) and `links` (path, target).
-fn write_tar(path: &Path, files: &[(String, Vec<u8>)], links: &[(&str, &str)]) {
-    let mut b = tar::Builder::new(std::fs::File::create(path).unwrap());
-    for (name, data) in files {
-        let mut h = tar::Header::new_ustar();
-        h.set_size(data.len() as u64);
-        h.set_mode(0o644);
-        h.set_cksum();
-        b.append_data(&mut h, name, &data[..]).unwrap();
-    }
-    for (name, target) in links {
-        let mut h = tar::Header::new_ustar();
-        h.set_entry_type(tar::EntryType::Symlink);
-        h.set_size(0);
-        b.append_link(&mut h, name, target).unwrap();
-    }
-    b.finish().unwrap();
-}
-
-fn tar_bytes(files: &[(String, Vec<u8>)]) -> Vec<u8> {
-    let dir = scratch("oci-tarbytes-tmp");
-    let p = dir.join("t.tar");
-    write_tar(&p, files, &[]);
-    std::fs::read(p).unwrap()
-}
-
-fn gzip(b: &[u8]) -> Vec<u8> {
-    let mut e = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
-    e.write_all(b).unwrap();
-    e.finish().unwrap()
-}
-
-fn gunzip(b: &[u8]) -> Vec<u8> {
-    let mut out = Vec::new();
-    flate2::read::GzDecoder::new(b)
-        .read_to_end(&mut out)
-        .unwrap();
-    out
-}
-
-/// An OCI layout directory under construction.
-struct Layout {
-    dir: PathBuf,
-}
-
-impl Layout {
-    fn new(name: &str) -> Layout {
-        let dir = scratch(name);
-        std::fs::create_dir_all(dir.join("blobs/sha256")).unwrap();
-        std::fs::write(dir.join("oci-layout"), br#"{"imageLayoutVersion":"1.0.0"}"#).unwrap();
-        Layout { dir }
-    }
-
-    fn blob(&self, bytes: &[u8]) -> String {
-        let d = sha(bytes);
-        std::fs::write(self.path(&d), bytes).unwrap();
-        d
-    }
-
-    fn path(&self, digest: &str) -> PathBuf {
-        self.dir
-            .join("blobs/sha256")
-            .join(digest.trim_start_matches("sha256:"))
-    }
-
-    fn desc(&self, media: &str, bytes: &[u8]) -> Value {
-        json!({"mediaType": media, "digest": self.blob(bytes), "size": bytes.len()})
-    }
-
-    /// A manifest for `layers` (already stored bytes) and a config for `arch`.
-    fn manifest(&self, arch: &str, layers: &[Vec<u8>], annotations: Value) -> Vec<u8> {
-        let diff: Vec<String> = layers
-            .iter()
-            .map(|l| match Compression::sniff(l) {
-                Some(Compression::Gzip) => sha(&gunzip(l)),
-                Some(Compression::Zstd) => sha(&zstd::decode_all(&l[..]).unwrap()),
-                _ => sha(l),
-            })
-            .collect();
-        let config = serde_json::to_vec(&json!({
-            "architecture": arch, "os": "linux",
-            "rootfs": {"type": "layers", "diff_ids": diff}
-        }))
-        .unwrap();
-        let man = json!({
-            "schemaVersion": 2,
-            "mediaType": "application/vnd.oci.image.manifest.v1+json",
-            "config": self.desc("application/vnd.oci.image.config.v1+json", &config),
-            "layers": layers.iter().map(|l| self.desc("application/vnd.oci.image.layer.v1.tar", l)).collect::<Vec<_>>(),
-            "annotations": annotations,
-        });
-        serde_json::to_vec(&man).unwrap()
-    }
-
-    fn index(&self, manifests: Vec<Value>) {
-        let idx = json!({"schemaVersion": 2, "manifests": manifests});
-        std::fs::write(
-            self.dir.join("index.json"),
-            serde_json::to_vec(&idx).unwrap(),
-        )
-        .unwrap();
-    }
-}
-
 fn one_layer() -> Vec<u8> {
     gzip(&tar_bytes(&[("etc/x".into(), b"hello".to_vec())]))
 }
@@ -256,7 +149,7 @@ fn a_docker_archive_in_the_legacy_layout() {
         .unwrap()
         .select(None)
         .unwrap();
-    let layer = gunzip(
+    let layer = decompressed(
         &std::fs::read(ckbox(&format!(
             "ckbox-image.oci-dir/blobs/sha256/{CKBOX_LAYER}"
         )))
@@ -274,8 +167,7 @@ fn a_docker_archive_in_the_legacy_layout() {
         "RepoTags": ["localhost/ckbox:1"], "Layers": [format!("{dhex}.tar")]}]))
     .unwrap();
     let path = scratch("oci-docker").join("image.tar");
-    write_tar(
-        &path,
+    let tar = tar_with_links(
         &[
             (format!("{dhex}.tar"), layer),
             (format!("{chex}.json"), config),
@@ -283,6 +175,7 @@ fn a_docker_archive_in_the_legacy_layout() {
         ],
         &[("abcd/layer.tar", &format!("../{dhex}.tar"))],
     );
+    std::fs::write(&path, tar).unwrap();
     let f = ImageFile::open(&path, &limits()).unwrap();
     assert_eq!(f.format(), ImageFormat::DockerArchive);
     let img = f.select(Some("amd64")).unwrap();
@@ -290,24 +183,6 @@ fn a_docker_archive_in_the_legacy_layout() {
     assert_eq!(img.repo_tags, ["localhost/ckbox:1"]);
     assert_eq!(img.layers[0].compression().unwrap(), Compression::None);
     assert_eq!(stream_digest(&img.layers[0]), diff_ids(&src.config)[0]);
-}
-
-/// The members of ckbox.tar.zst, (name, bytes), in archive order.
-fn ckbox_members() -> Vec<(String, Vec<u8>)> {
-    let f = std::fs::File::open(ckbox("ckbox.tar.zst")).unwrap();
-    let mut a = tar::Archive::new(zstd::Decoder::new(f).unwrap());
-    let mut out = Vec::new();
-    for e in a.entries().unwrap() {
-        let mut e = e.unwrap();
-        if e.header().entry_type() != tar::EntryType::Regular {
-            continue;
-        }
-        let name = e.path().unwrap().to_string_lossy().into_owned();
-        let mut b = Vec::new();
-        e.read_to_end(&mut b).unwrap();
-        out.push((name, b));
-    }
-    out
 }
 
 /// The cores of `input`, converted from a link at a place fixed per `test` (the
@@ -328,7 +203,7 @@ fn cores_of(input: &Path, test: &str, name: &str) -> Vec<Vec<u8>> {
 fn a_layered_checkpoint_image_reads_like_one_archive() {
     // Three layers, each compressed differently: the lowest has everything but one
     // pages file, and a stale image and a bogus core the upper ones hide.
-    let members = ckbox_members();
+    let members = tar_members(&ckbox("ckbox.tar.zst"));
     let (pages, rest): (Vec<_>, Vec<_>) = members
         .into_iter()
         .partition(|(n, _)| n == "checkpoint/pages-2.img");
@@ -387,7 +262,7 @@ fn a_layered_checkpoint_image_reads_like_one_archive() {
 #[test]
 fn a_docker_archive_checkpoint_marked_by_its_config_labels() {
     // Docker archives keep no annotations; buildah's docker format keeps labels.
-    let layer = tar_bytes(&ckbox_members());
+    let layer = tar_bytes(&tar_members(&ckbox("ckbox.tar.zst")));
     let config = serde_json::to_vec(&json!({"architecture": "amd64", "os": "linux",
         "config": {"Labels": {"io.kubernetes.cri-o.annotations.checkpoint.name": "ckbox"}},
         "rootfs": {"type": "layers", "diff_ids": [sha(&layer)]}}))
@@ -403,7 +278,6 @@ fn a_docker_archive_checkpoint_marked_by_its_config_labels() {
             ("c.json".into(), config),
             ("manifest.json".into(), manifest),
         ],
-        &[],
     );
     assert_eq!(
         cores_of(&path, "oci-docker-ck", "oci-docker-ck-cores"),

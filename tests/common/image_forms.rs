@@ -1,23 +1,23 @@
-//! Building the image forms `--image` reads from an OCI layout directory: the same
-//! image as an OCI archive (the layout in a tar) and as a Docker archive (each layer
-//! decompressed, named by its diff id, with `manifest.json`), and a copy of a layout
-//! with one more layer on top. Digests are real (sha256), as the reader checks them.
+//! Building images and archives for the tests: tars, gzip, OCI layout directories
+//! blob by blob ([`Layout`]), and the image forms `--image` reads from an OCI layout
+//! directory: the same image as an OCI archive (the layout in a tar) and as a Docker
+//! archive (each layer decompressed, named by its diff id, with `manifest.json`), and
+//! a copy of a layout with one more layer on top. Digests are real (sha256), as the
+//! reader checks them.
 
-use std::io::Read;
+use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
 
 use serde_json::{json, Value};
 use sha2::Digest;
 
-fn sha(b: &[u8]) -> String {
-    format!("sha256:{}", hex(&sha2::Sha256::digest(b)))
+/// The sha256 digest of `b`, as OCI writes it (`sha256:<hex>`).
+pub fn sha(b: &[u8]) -> String {
+    format!("sha256:{:x}", sha2::Sha256::digest(b))
 }
 
-fn hex(b: &[u8]) -> String {
-    b.iter().map(|x| format!("{x:02x}")).collect()
-}
-
-fn blob_path(layout: &Path, digest: &str) -> PathBuf {
+/// Where the layout at `layout` keeps the blob `digest`.
+pub fn blob_path(layout: &Path, digest: &str) -> PathBuf {
     layout
         .join("blobs/sha256")
         .join(digest.trim_start_matches("sha256:"))
@@ -50,9 +50,16 @@ pub fn decompressed(blob: &[u8]) -> Vec<u8> {
     out
 }
 
-/// Writes a tar at `out` of (name, bytes).
-fn write_tar(out: &Path, files: &[(String, Vec<u8>)]) {
-    let mut b = tar::Builder::new(std::fs::File::create(out).unwrap());
+/// `b` gzip-compressed.
+pub fn gzip(b: &[u8]) -> Vec<u8> {
+    let mut e = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+    e.write_all(b).unwrap();
+    e.finish().unwrap()
+}
+
+/// A tar of `files` (name, bytes) then the symbolic `links` (name, target).
+pub fn tar_with_links(files: &[(String, Vec<u8>)], links: &[(&str, &str)]) -> Vec<u8> {
+    let mut b = tar::Builder::new(Vec::new());
     for (name, data) in files {
         let mut h = tar::Header::new_ustar();
         h.set_size(data.len() as u64);
@@ -60,7 +67,104 @@ fn write_tar(out: &Path, files: &[(String, Vec<u8>)]) {
         h.set_cksum();
         b.append_data(&mut h, name, &data[..]).unwrap();
     }
-    b.finish().unwrap();
+    for (name, target) in links {
+        let mut h = tar::Header::new_ustar();
+        h.set_entry_type(tar::EntryType::Symlink);
+        h.set_size(0);
+        b.append_link(&mut h, name, target).unwrap();
+    }
+    b.into_inner().unwrap()
+}
+
+/// A tar of `files` (name, bytes).
+pub fn tar_bytes(files: &[(String, Vec<u8>)]) -> Vec<u8> {
+    tar_with_links(files, &[])
+}
+
+/// Writes a tar of `files` (name, bytes) at `out`.
+pub fn write_tar(out: &Path, files: &[(String, Vec<u8>)]) {
+    std::fs::write(out, tar_bytes(files)).unwrap();
+}
+
+/// The regular files of the tar at `path` (zstd-compressed when it ends in `.zst`),
+/// in archive order: (name, bytes); directories and links left out.
+pub fn tar_members(path: &Path) -> Vec<(String, Vec<u8>)> {
+    let f = std::fs::File::open(path).unwrap();
+    let r: Box<dyn Read> = if path.extension().is_some_and(|e| e == "zst") {
+        Box::new(zstd::Decoder::new(f).unwrap())
+    } else {
+        Box::new(f)
+    };
+    let mut a = tar::Archive::new(r);
+    let mut out = Vec::new();
+    for e in a.entries().unwrap() {
+        let mut e = e.unwrap();
+        if e.header().entry_type() != tar::EntryType::Regular {
+            continue;
+        }
+        let name = e.path().unwrap().to_string_lossy().into_owned();
+        let mut b = Vec::new();
+        e.read_to_end(&mut b).unwrap();
+        out.push((name, b));
+    }
+    out
+}
+
+/// An OCI layout directory under construction.
+pub struct Layout {
+    /// The layout directory.
+    pub dir: PathBuf,
+}
+
+impl Layout {
+    /// An empty layout in a fresh scratch directory `name`.
+    pub fn new(name: &str) -> Layout {
+        let dir = super::scratch(name);
+        std::fs::create_dir_all(dir.join("blobs/sha256")).unwrap();
+        std::fs::write(dir.join("oci-layout"), br#"{"imageLayoutVersion":"1.0.0"}"#).unwrap();
+        Layout { dir }
+    }
+
+    /// Stores `bytes` as a blob; returns its digest.
+    pub fn blob(&self, bytes: &[u8]) -> String {
+        let d = sha(bytes);
+        std::fs::write(blob_path(&self.dir, &d), bytes).unwrap();
+        d
+    }
+
+    /// Stores `bytes` as a blob; returns its descriptor as `media`.
+    pub fn desc(&self, media: &str, bytes: &[u8]) -> Value {
+        json!({"mediaType": media, "digest": self.blob(bytes), "size": bytes.len()})
+    }
+
+    /// A manifest for `layers` (stored here as they are, plain or compressed) and a
+    /// config for `arch` whose diff ids are the layers' decompressed digests.
+    pub fn manifest(&self, arch: &str, layers: &[Vec<u8>], annotations: Value) -> Vec<u8> {
+        let diff: Vec<String> = layers.iter().map(|l| sha(&decompressed(l))).collect();
+        let config = serde_json::to_vec(&json!({
+            "architecture": arch, "os": "linux",
+            "rootfs": {"type": "layers", "diff_ids": diff}
+        }))
+        .unwrap();
+        let man = json!({
+            "schemaVersion": 2,
+            "mediaType": "application/vnd.oci.image.manifest.v1+json",
+            "config": self.desc("application/vnd.oci.image.config.v1+json", &config),
+            "layers": layers.iter().map(|l| self.desc("application/vnd.oci.image.layer.v1.tar", l)).collect::<Vec<_>>(),
+            "annotations": annotations,
+        });
+        serde_json::to_vec(&man).unwrap()
+    }
+
+    /// Writes index.json listing `manifests` (descriptors).
+    pub fn index(&self, manifests: Vec<Value>) {
+        let idx = json!({"schemaVersion": 2, "manifests": manifests});
+        std::fs::write(
+            self.dir.join("index.json"),
+            serde_json::to_vec(&idx).unwrap(),
+        )
+        .unwrap();
+    }
 }
 
 /// The layout directory as an OCI archive at `out`.
@@ -120,11 +224,10 @@ pub fn with_layer_on_top(layout: &Path, layer: &[u8], out: &Path) {
         let e = e.unwrap();
         std::fs::copy(e.path(), out.join("blobs/sha256").join(e.file_name())).unwrap();
     }
-    let put = |bytes: &[u8]| -> String {
-        let d = sha(bytes);
-        std::fs::write(blob_path(out, &d), bytes).unwrap();
-        d
+    let top = Layout {
+        dir: out.to_path_buf(),
     };
+    let put = |bytes: &[u8]| top.blob(bytes);
     let (mut entry, mut m) = manifest(layout);
     let cdigest = m["config"]["digest"].as_str().unwrap().to_string();
     let mut config = read_json(&blob_path(layout, &cdigest));
