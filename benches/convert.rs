@@ -229,9 +229,32 @@ fn main() {
         }
         t.elapsed()
     });
+    // Its sysroot: the 5 files the two processes map (hard links) and libc's
+    // separate debug file, from testdata/host-rootfs.
+    let ckfix_sysroot = best_of(5, || {
+        let ckpt = Checkpoint::open(&Input::Path(td.join("ckfix/images")), &opts).unwrap();
+        let mut procs: Vec<_> = [31227, 31229]
+            .iter()
+            .map(|pid| ckpt.process(*pid).unwrap())
+            .collect();
+        let dir = out.join("sysroot");
+        let _ = std::fs::remove_dir_all(&dir);
+        let t = Instant::now();
+        let mut s = ck2core::rootfs::sysroot::Sysroot::create(&dir).unwrap();
+        for p in &mut procs {
+            s.add(ckpt.rootfs(), p).unwrap();
+        }
+        assert_eq!((s.summary().files, s.summary().debug_files), (6, 1));
+        t.elapsed()
+    });
     println!(
         "ckfix fixture (2 processes):   {:>8.1} ms",
         ckfix.as_secs_f64() * 1000.0
+    );
+    println!(
+        "  its sysroot (6 files):       {:>8.2} ms ({:.0}% of the conversion)",
+        ckfix_sysroot.as_secs_f64() * 1000.0,
+        100.0 * ckfix_sysroot.as_secs_f64() / ckfix.as_secs_f64()
     );
     let _ = std::fs::remove_dir_all(&out);
 

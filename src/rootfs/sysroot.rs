@@ -128,8 +128,10 @@ impl Sysroot {
                     }
                 }
             }
-            // The program interpreter is opened by the name PT_INTERP gives.
-            if let Some(interp) = interpreter(&data.chunks[0].1) {
+            // The program interpreter is opened by the name the executable's
+            // PT_INTERP gives (only the executable's: a library's is never used).
+            let is_exe = process.exe.as_ref().is_none_or(|e| e.path == f.path);
+            if let Some(interp) = is_exe.then(|| interpreter(&data.chunks[0].1)).flatten() {
                 if let Ok(found) = root.find(&interp) {
                     for (l, t) in &found.links {
                         self.link(l, t)?;
@@ -224,20 +226,29 @@ impl Sysroot {
         let parent = self.parent_of(rel)?;
         let name = rel.rsplit('/').next().unwrap_or(rel);
         let target = parent.join(name);
-        let tmp = parent.join(format!(".{name}.ck2core-tmp"));
         let origin = data.in_root.as_ref().map(|r| &r.path);
-        let how = match origin {
-            Some(o) => place(o, &tmp),
-            None => write_chunks(&tmp, data).map(|_| How::Copied),
-        };
-        let how = match how {
-            Ok(h) => h,
-            Err(e) => {
-                let _ = std::fs::remove_file(&tmp);
-                return Err(Error::io(&target, e));
+        // A leftover of an earlier run goes (never followed, were it a link).
+        let _ = std::fs::remove_file(&target);
+        // A hard link appears whole at once: it goes straight to its name.
+        let how = if origin.is_some_and(|o| std::fs::hard_link(o, &target).is_ok()) {
+            How::Linked
+        } else {
+            // Anything written goes to a temporary name first, so that no partial
+            // file is ever left under the real one.
+            let tmp = parent.join(format!(".{name}.ck2core-tmp"));
+            let _ = std::fs::remove_file(&tmp);
+            let how = match origin {
+                Some(o) => clone_or_copy(o, &tmp),
+                None => write_chunks(&tmp, data).map(|_| How::Copied),
+            };
+            match how.and_then(|h| std::fs::rename(&tmp, &target).map(|_| h)) {
+                Ok(h) => h,
+                Err(e) => {
+                    let _ = std::fs::remove_file(&tmp);
+                    return Err(Error::io(&target, e));
+                }
             }
         };
-        std::fs::rename(&tmp, &target).map_err(|e| Error::io(&target, e))?;
         self.summary.files += 1;
         self.summary.bytes += data.size;
         match how {
@@ -300,14 +311,8 @@ enum How {
     Copied,
 }
 
-/// Puts the file `from` at `to` (a fresh name): a hard link, else a reflink, else
-/// a copy.
-fn place(from: &Path, to: &Path) -> std::io::Result<How> {
-    // A leftover of an interrupted run (never followed, were it a link).
-    let _ = std::fs::remove_file(to);
-    if std::fs::hard_link(from, to).is_ok() {
-        return Ok(How::Linked);
-    }
+/// Puts the file `from` at `to` (a fresh name): a reflink, else a copy.
+fn clone_or_copy(from: &Path, to: &Path) -> std::io::Result<How> {
     let src = File::open(from)?;
     let dst = std::fs::OpenOptions::new()
         .write(true)
@@ -322,7 +327,6 @@ fn place(from: &Path, to: &Path) -> std::io::Result<How> {
 }
 
 fn write_chunks(path: &Path, data: &FileData) -> std::io::Result<()> {
-    let _ = std::fs::remove_file(path);
     let f = File::create(path)?;
     f.set_len(data.size)?;
     let mut buf = vec![0u8; 1 << 20];
