@@ -227,10 +227,15 @@ impl Sysroot {
         let name = rel.rsplit('/').next().unwrap_or(rel);
         let target = parent.join(name);
         let origin = data.in_root.as_ref().map(|r| &r.path);
-        // A leftover of an earlier run goes (never followed, were it a link).
-        let _ = std::fs::remove_file(&target);
-        // A hard link appears whole at once: it goes straight to its name.
-        let how = if origin.is_some_and(|o| std::fs::hard_link(o, &target).is_ok()) {
+        // A hard link appears whole at once: it goes straight to its name, in place
+        // of a leftover of an earlier run (never followed, were it a link).
+        let linked = origin.is_some_and(|o| match std::fs::hard_link(o, &target) {
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
+                std::fs::remove_file(&target).is_ok() && std::fs::hard_link(o, &target).is_ok()
+            }
+            r => r.is_ok(),
+        });
+        let how = if linked {
             How::Linked
         } else {
             // Anything written goes to a temporary name first, so that no partial
