@@ -129,7 +129,8 @@ impl Sysroot {
                 }
             }
             // The program interpreter is opened by the name the executable's
-            // PT_INTERP gives (only the executable's: a library's is never used).
+            // PT_INTERP gives (a library's is never used; every file is looked at
+            // when the executable is not known).
             let is_exe = process.exe.as_ref().is_none_or(|e| e.path == f.path);
             if let Some(interp) = is_exe.then(|| interpreter(&data.chunks[0].1)).flatten() {
                 if let Ok(found) = root.find(&interp) {
