@@ -11,6 +11,8 @@
 
 #[path = "../tests/common/compress.rs"]
 mod compress;
+#[path = "common/measure.rs"]
+mod measure;
 #[path = "../tests/common/synth.rs"]
 mod synth;
 
@@ -20,29 +22,8 @@ use std::time::{Duration, Instant};
 use ck2core::archive::Input;
 use ck2core::core::{CoreOptions, Plan};
 use ck2core::model::{Checkpoint, OpenOptions};
+use measure::*;
 use synth::*;
-
-fn env_or(name: &str, default: u64) -> u64 {
-    std::env::var(name)
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(default)
-}
-
-/// Peak resident memory of this process so far, in bytes.
-fn peak_rss() -> u64 {
-    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
-    status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmHWM:"))
-        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
-        .map_or(0, |kb| kb * 1024)
-}
-
-/// Starts measuring peak resident memory afresh (Linux clear_refs "5").
-fn reset_peak_rss() {
-    let _ = std::fs::write("/proc/self/clear_refs", "5");
-}
 
 /// Best time of two conversions of process 1 of `images` into `out`.
 fn convert(images: &Path, out: &Path, bytes: u64) -> Duration {
@@ -66,10 +47,6 @@ fn pages_size(dir: &Path) -> u64 {
         .filter(|e| e.file_name().to_string_lossy().starts_with("pages-"))
         .map(|e| e.metadata().unwrap().len())
         .sum()
-}
-
-fn best_of(n: usize, mut f: impl FnMut() -> Duration) -> Duration {
-    (0..n).map(|_| f()).min().unwrap()
 }
 
 fn main() {

@@ -6,6 +6,8 @@
 //! (default 1) GiB of saved pages on each side, in 256 VMAs; B has one byte changed
 //! in every 1000th page.
 
+#[path = "common/measure.rs"]
+mod measure;
 #[path = "../tests/common/synth.rs"]
 mod synth;
 
@@ -15,29 +17,14 @@ use std::time::{Duration, Instant};
 use ck2core::archive::Input;
 use ck2core::model::{Checkpoint, OpenOptions};
 use ck2core::views::diff::{diff, DiffOptions};
+use measure::*;
 use synth::*;
-
-fn peak_rss() -> u64 {
-    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
-    status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmHWM:"))
-        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
-        .map_or(0, |kb| kb * 1024)
-}
-
-fn best_of(n: usize, mut f: impl FnMut() -> Duration) -> Duration {
-    (0..n).map(|_| f()).min().unwrap()
-}
 
 fn main() {
     if !std::env::args().any(|a| a == "--bench") {
         return;
     }
-    let gib: u64 = std::env::var("CK2CORE_BENCH_DIFF_GIB")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(1);
+    let gib = env_or("CK2CORE_BENCH_DIFF_GIB", 1);
     let nvma = 256u64;
     let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join("bench-diff");
     let _ = std::fs::remove_dir_all(&dir);
