@@ -259,20 +259,12 @@ fn render(d: &Diff) {
             }
         }
     }
-    for p in &d.added_processes {
+    let added = d.added_processes.iter().map(|p| ("+", "B", p));
+    let removed = d.removed_processes.iter().map(|p| ("-", "A", p));
+    for (sign, side, p) in added.chain(removed) {
         outln!();
         outln!(
-            "+ process {} ({}) in B only, parent {}: {}",
-            p.pid,
-            p.comm.as_deref().unwrap_or("?"),
-            p.ppid,
-            p.cmdline.as_ref().map(|c| c.join(" ")).unwrap_or_default()
-        );
-    }
-    for p in &d.removed_processes {
-        outln!();
-        outln!(
-            "- process {} ({}) in A only, parent {}: {}",
+            "{sign} process {} ({}) in {side} only, parent {}: {}",
             p.pid,
             p.comm.as_deref().unwrap_or("?"),
             p.ppid,
