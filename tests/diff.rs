@@ -404,6 +404,28 @@ fn ckfix() -> String {
     testdata().join("ckfix/images").display().to_string()
 }
 
+/// Processes of one side only are named with their side, parent and command line.
+#[test]
+fn processes_in_one_checkpoint_only_are_listed_with_their_side() {
+    let sleep = testdata().join("sleep/images").display().to_string();
+    let out = ck2core(&["diff", &ckfix(), &sleep]);
+    assert_eq!(out.status.code(), Some(1));
+    let text = String::from_utf8_lossy(&out.stdout);
+    let lines: Vec<&str> = text
+        .lines()
+        .filter(|l| l.contains(" only, parent "))
+        .collect();
+    assert_eq!(
+        lines,
+        [
+            "+ process 30914 (sleep) in B only, parent 0: /usr/bin/sleep 1000",
+            "- process 31227 (ckfix-main) in A only, parent 0: /ckfix/bin/ckfix /ckfix/ready /ckfix/data.bin",
+            "- process 31229 (ckfix-child) in A only, parent 31227: /ckfix/bin/ckfix /ckfix/ready /ckfix/data.bin",
+        ],
+        "{text}"
+    );
+}
+
 fn search(more: &[&str]) -> Vec<(u64, u64, String)> {
     let ck = ckfix();
     let mut args = vec!["search", ck.as_str(), "SECRET", "--json"];
