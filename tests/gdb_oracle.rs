@@ -283,21 +283,9 @@ fn unpack_ckdiff_image(root: &Path) {
     assert!(st.success());
 }
 
-/// The container paths in a core's NT_FILE.
+/// The container paths in a core's NT_FILE, sorted, each once.
 fn nt_file_paths(core: &Path) -> Vec<String> {
-    let core = CoreFile::open(core);
-    let d = core
-        .notes()
-        .into_iter()
-        .find(|n| n.ntype == 0x4649_4c45)
-        .unwrap()
-        .desc;
-    let count = u64::from_le_bytes(d[..8].try_into().unwrap()) as usize;
-    let mut names: Vec<String> = d[16 + 24 * count..]
-        .split(|b| *b == 0)
-        .filter(|s| !s.is_empty())
-        .map(|s| String::from_utf8_lossy(s).into_owned())
-        .collect();
+    let mut names = CoreFile::open(core).nt_file_names();
     names.sort();
     names.dedup();
     names

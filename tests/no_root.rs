@@ -9,22 +9,6 @@ use std::path::{Path, PathBuf};
 
 use common::*;
 
-/// The paths NT_FILE names in `core` (an ELFCLASS64 little-endian core).
-fn nt_file_names(core: &Path) -> Vec<String> {
-    let notes = CoreFile::open(core).notes();
-    let d = &notes
-        .iter()
-        .find(|n| n.ntype == 0x4649_4c45)
-        .expect("an NT_FILE note, as the kernel always writes")
-        .desc;
-    let count = u64::from_le_bytes(d[..8].try_into().unwrap()) as usize;
-    d[16 + 24 * count..]
-        .split(|b| *b == 0)
-        .filter(|s| !s.is_empty())
-        .map(|s| String::from_utf8_lossy(s).into_owned())
-        .collect()
-}
-
 /// Converts `input` without a root into a fresh `name` directory; returns it and
 /// the converter's stderr.
 fn convert_without_root(input: &Path, name: &str) -> (PathBuf, String) {
@@ -77,10 +61,10 @@ fn open_as_printed(out: &Path, stderr: &str) -> usize {
     let cmds = printed_commands(stderr);
     for (gdb, core) in &cmds {
         assert!(
-            nt_file_names(core).is_empty(),
+            CoreFile::open(core).nt_file_names().is_empty(),
             "{}: NT_FILE names files though no root was given: {:?}",
             core.display(),
-            nt_file_names(core)
+            CoreFile::open(core).nt_file_names()
         );
         let got = if gdb == "gdb" {
             gdb_with_init(&out.join("gdbinit"), core, None, &["info threads"])

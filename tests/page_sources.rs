@@ -23,22 +23,6 @@ fn convert_ok(input: &Path, out: &Path, extra: &[&str]) -> String {
     ck2core_ok(&args)
 }
 
-fn nt_file_names(core: &CoreFile) -> Vec<String> {
-    let d = core
-        .notes()
-        .into_iter()
-        .find(|n| n.ntype == 0x4649_4c45)
-        .unwrap()
-        .desc;
-    let count = u64::from_le_bytes(d[..8].try_into().unwrap()) as usize;
-    let names = &d[16 + 24 * count..];
-    names
-        .split(|b| *b == 0)
-        .filter(|s| !s.is_empty())
-        .map(|s| String::from_utf8_lossy(s).into_owned())
-        .collect()
-}
-
 #[test]
 fn deleted_file_content_comes_from_its_ghost_image() {
     let dir = scratch("src-ghost").join("dump");
@@ -121,7 +105,7 @@ fn deleted_file_content_comes_from_its_ghost_image() {
     assert_eq!(core.read(BASE + 3 * PAGE, 10).unwrap(), b"CHUNK-AT-1");
     assert_eq!(core.read(BASE + 4 * PAGE, 4).unwrap(), [0; 4]);
     assert!(
-        nt_file_names(&core).is_empty(),
+        core.nt_file_names().is_empty(),
         "gdb can't open deleted files: not listed"
     );
 }
@@ -198,7 +182,7 @@ fn shared_anonymous_memory_by_shmem_id_and_old_pagemap_format() {
     assert_eq!(core.read(BASE + PAGE, 8).unwrap(), b"SHMEM-1\0");
     assert_eq!(core.read(BASE + 4 * PAGE, 6).unwrap(), b"OLD-0\0");
     assert_eq!(core.read(BASE + 5 * PAGE, 6).unwrap(), b"OLD-1\0");
-    assert!(!nt_file_names(&core).iter().any(|n| n.contains("/dev/zero")));
+    assert!(!core.nt_file_names().iter().any(|n| n.contains("/dev/zero")));
 }
 
 #[test]
@@ -264,7 +248,7 @@ fn rootfs_diff_in_the_archive_wins_over_rootfs() {
     assert_eq!(core.read(BASE + 2 * PAGE, 6).unwrap(), b"COW-1\0");
     // The sysroot holds the diff's data.bin, so NT_FILE names it: gdb, pointed at
     // the sysroot, reads the container's copy.
-    assert_eq!(nt_file_names(&core), ["/etc/data.bin", "/etc/other"]);
+    assert_eq!(core.nt_file_names(), ["/etc/data.bin", "/etc/other"]);
     assert_eq!(
         std::fs::read(out.join("sysroot/etc/data.bin")).unwrap(),
         content
@@ -279,7 +263,7 @@ fn rootfs_diff_in_the_archive_wins_over_rootfs() {
     );
     let core = CoreFile::open(&out.join("core.53"));
     assert_eq!(core.read(BASE + PAGE, 6).unwrap(), b"DIFF-1");
-    assert_eq!(nt_file_names(&core), ["/etc/other"]);
+    assert_eq!(core.nt_file_names(), ["/etc/other"]);
     assert!(!out.join("sysroot").exists());
 }
 
@@ -310,7 +294,7 @@ fn files_that_differ_from_the_record_are_not_used() {
     let core = CoreFile::open(&out.join("core.54"));
     assert_eq!(core.read(BASE, 6).unwrap(), b"COW-0\0");
     assert_eq!(core.read(BASE + PAGE, 1), None, "no invented page");
-    assert!(nt_file_names(&core).is_empty());
+    assert!(core.nt_file_names().is_empty());
 }
 
 #[test]

@@ -515,6 +515,22 @@ impl CoreFile {
             .collect()
     }
 
+    /// The file names of NT_FILE, in its order (64-bit little-endian cores).
+    pub fn nt_file_names(&self) -> Vec<String> {
+        let d = self
+            .notes()
+            .into_iter()
+            .find(|n| n.ntype == 0x4649_4c45)
+            .expect("an NT_FILE note, as the kernel always writes")
+            .desc;
+        let count = u64::from_le_bytes(d[..8].try_into().unwrap()) as usize;
+        d[16 + 24 * count..]
+            .split(|b| *b == 0)
+            .filter(|s| !s.is_empty())
+            .map(|s| String::from_utf8_lossy(s).into_owned())
+            .collect()
+    }
+
     /// Notes of the PT_NOTE segment, 4-byte aligned as in Linux cores.
     pub fn notes(&self) -> Vec<NoteView> {
         let ph = self.phdrs()[0];
