@@ -19,16 +19,11 @@ fn ckbox(name: &str) -> PathBuf {
 /// one layer).
 fn image_root(test: &str) -> PathBuf {
     let root = scratch(&format!("engines-{test}-root"));
-    let layer =
-        ckbox("ckbox-image.oci-dir/blobs/sha256/f0df1855e792a72e26f4faeca12a4cc2423fc65e1a30d10caf2c9849c0b68926");
-    let st = std::process::Command::new("tar")
-        .arg("-xzf")
-        .arg(&layer)
-        .arg("-C")
-        .arg(&root)
-        .status()
-        .expect("tar must be installed");
-    assert!(st.success(), "tar -xzf {}", layer.display());
+    unpack_layer(
+        &ckbox("ckbox-image.oci-dir"),
+        "sha256:f0df1855e792a72e26f4faeca12a4cc2423fc65e1a30d10caf2c9849c0b68926",
+        &root,
+    );
     assert!(root.join("bin/busybox").is_file());
     root
 }

@@ -269,18 +269,11 @@ fn sleep_core_shows_what_gdb_showed_live() {
 /// The ckdiff layer (the image's only layer) unpacked with tar into `root`, as a user
 /// would unpack an image for --rootfs.
 fn unpack_ckdiff_image(root: &Path) {
-    std::fs::create_dir_all(root).unwrap();
-    let blob = testdata().join(
-        "ckdiff/ckdiff-image.oci-dir/blobs/sha256/84f1136871c093ca67d921853f7e089f3a5662fa2566d16afc69c319c47aea39",
+    image_forms::unpack_layer(
+        &testdata().join("ckdiff/ckdiff-image.oci-dir"),
+        "sha256:84f1136871c093ca67d921853f7e089f3a5662fa2566d16afc69c319c47aea39",
+        root,
     );
-    let st = std::process::Command::new("tar")
-        .arg("-xzf")
-        .arg(&blob)
-        .arg("-C")
-        .arg(root)
-        .status()
-        .expect("tar must be installed");
-    assert!(st.success());
 }
 
 /// The container paths in a core's NT_FILE, sorted, each once.

@@ -23,18 +23,11 @@ fn ckbox_forms(work: &Path) -> Vec<PathBuf> {
 fn ckbox_cores_are_the_same_from_every_image_form_as_from_the_unpacked_root() {
     let work = scratch("image-ckbox");
     let root = work.join("root");
-    std::fs::create_dir_all(&root).unwrap();
-    let layer = testdata().join(
-        "ckbox/ckbox-image.oci-dir/blobs/sha256/f0df1855e792a72e26f4faeca12a4cc2423fc65e1a30d10caf2c9849c0b68926",
+    image_forms::unpack_layer(
+        &testdata().join("ckbox/ckbox-image.oci-dir"),
+        "sha256:f0df1855e792a72e26f4faeca12a4cc2423fc65e1a30d10caf2c9849c0b68926",
+        &root,
     );
-    let st = std::process::Command::new("tar")
-        .arg("-xzf")
-        .arg(&layer)
-        .arg("-C")
-        .arg(&root)
-        .status()
-        .expect("tar must be installed");
-    assert!(st.success());
     let ckpt = testdata().join("ckbox/ckbox.tar.zst");
     let convert = |name: &str, flag: &str, src: &Path| -> PathBuf {
         let out = work.join(name);

@@ -23,6 +23,21 @@ pub fn blob_path(layout: &Path, digest: &str) -> PathBuf {
         .join(digest.trim_start_matches("sha256:"))
 }
 
+/// Unpacks the gzip layer `digest` of the OCI layout `layout` into `root` (made if
+/// missing), with the system's tar, as a user unpacks an image by hand.
+pub fn unpack_layer(layout: &Path, digest: &str, root: &Path) {
+    std::fs::create_dir_all(root).unwrap();
+    let layer = blob_path(layout, digest);
+    let st = std::process::Command::new("tar")
+        .arg("-xzf")
+        .arg(&layer)
+        .arg("-C")
+        .arg(root)
+        .status()
+        .expect("tar must be installed");
+    assert!(st.success(), "tar -xzf {}", layer.display());
+}
+
 fn read_json(p: &Path) -> Value {
     serde_json::from_slice(&std::fs::read(p).unwrap()).unwrap()
 }
