@@ -9,16 +9,6 @@ use common::synth::*;
 use common::*;
 use serde_json::Value;
 
-fn json(args: &[&str]) -> Value {
-    let out = ck2core(args);
-    assert!(
-        out.status.success(),
-        "ck2core {args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    serde_json::from_slice(&out.stdout).unwrap_or_else(|e| panic!("{args:?}: not JSON ({e})"))
-}
-
 fn ckfix() -> String {
     testdata().join("ckfix/images").display().to_string()
 }
@@ -36,7 +26,7 @@ fn ready(i: usize) -> u64 {
 
 #[test]
 fn ps_shows_both_processes_with_command_lines() {
-    let v = json(&["ps", &ckfix(), "--json"]);
+    let v = ck2core_json(&["ps", &ckfix(), "--json"]);
     let ps = v["processes"].as_array().unwrap();
     assert_eq!(ps.len(), 2);
     let cmd = |i: usize| {
@@ -71,7 +61,7 @@ fn ps_shows_both_processes_with_command_lines() {
 
 #[test]
 fn threads_are_named_with_their_system_calls() {
-    let v = json(&["threads", &ckfix(), "--pid", "31227", "--json"]);
+    let v = ck2core_json(&["threads", &ckfix(), "--pid", "31227", "--json"]);
     let t = v["threads"].as_array().unwrap();
     let names: Vec<&str> = t.iter().map(|t| t["name"].as_str().unwrap()).collect();
     assert_eq!(
@@ -86,7 +76,7 @@ fn threads_are_named_with_their_system_calls() {
 
 #[test]
 fn register_values_equal_what_gdb_saw_live() {
-    let v = json(&["threads", &ckfix(), "--pid", "31227", "--regs", "--json"]);
+    let v = ck2core_json(&["threads", &ckfix(), "--pid", "31227", "--regs", "--json"]);
     let live = std::fs::read_to_string(testdata().join("ckfix/live.txt")).unwrap();
     let live = parse_threads(&live);
     for t in v["threads"].as_array().unwrap() {
@@ -125,7 +115,7 @@ fn register_values_equal_what_gdb_saw_live() {
 
 #[test]
 fn maps_show_the_sparse_mapping_and_the_shared_page() {
-    let v = json(&["maps", &ckfix(), "--pid", "31227", "--json"]);
+    let v = ck2core_json(&["maps", &ckfix(), "--pid", "31227", "--json"]);
     let maps = v["processes"][0]["maps"].as_array().unwrap();
     let at = |a: u64| maps.iter().find(|m| hex(&m["start"]) == a).unwrap();
     let sparse = at(ready(1));
@@ -151,7 +141,7 @@ fn maps_show_the_sparse_mapping_and_the_shared_page() {
         filemap["pages"]["absent"], 3,
         "no --rootfs: the clean pages are not available"
     );
-    let with_root = json(&[
+    let with_root = ck2core_json(&[
         "maps",
         &ckfix(),
         "--pid",
@@ -177,7 +167,7 @@ fn maps_show_the_sparse_mapping_and_the_shared_page() {
 
 #[test]
 fn search_finds_the_secret_where_the_process_had_it() {
-    let v = json(&[
+    let v = ck2core_json(&[
         "search",
         &ckfix(),
         "CK2CORE-SECRET",
@@ -190,7 +180,7 @@ fn search_finds_the_secret_where_the_process_had_it() {
     assert_eq!(hex(&m[0]["address"]), ready(0));
     assert_eq!(m[0]["mapping"], "[heap]");
     // All 16 sparse markers, in the 1 GiB mapping, and the child's secret.
-    let v = json(&[
+    let v = ck2core_json(&[
         "search",
         &ckfix(),
         "--regex",
@@ -202,11 +192,11 @@ fn search_finds_the_secret_where_the_process_had_it() {
         32,
         "16 markers in each process (the child inherited them)"
     );
-    let v = json(&["search", &ckfix(), "CK2CORE-CHILD-SECRET", "--json"]);
+    let v = ck2core_json(&["search", &ckfix(), "CK2CORE-CHILD-SECRET", "--json"]);
     let m = v["matches"].as_array().unwrap();
     assert_eq!(m.len(), 1);
     assert_eq!(m[0]["pid"], 31229);
-    let v = json(&[
+    let v = ck2core_json(&[
         "search",
         &ckfix(),
         "--hex",
@@ -247,16 +237,16 @@ fn search_finds_matches_across_page_and_entry_boundaries() {
         }
     });
     let d = dir.to_str().unwrap();
-    let v = json(&["search", d, "SPLIT-MATCH", "--json"]);
+    let v = ck2core_json(&["search", d, "SPLIT-MATCH", "--json"]);
     assert_eq!(hex(&v["matches"][0]["address"]), base + PAGE - 5);
     // Across a never-touched (zero) page too, with a regular expression.
-    let v = json(&["search", d, "--regex", r"\x11\x00{4096}TAIL", "--json"]);
+    let v = ck2core_json(&["search", d, "--regex", r"\x11\x00{4096}TAIL", "--json"]);
     assert_eq!(hex(&v["matches"][0]["address"]), base + 3 * PAGE - 4097);
 }
 
 #[test]
 fn read_returns_the_bytes_and_marks_what_is_missing() {
-    let v = json(&[
+    let v = ck2core_json(&[
         "read",
         &ckfix(),
         "--pid",
@@ -271,7 +261,7 @@ fn read_returns_the_bytes_and_marks_what_is_missing() {
     assert_eq!(bytes, b"CK2CORE-SECRET-5f1e2d3c4b5a");
     assert!(v["unavailable"].as_array().unwrap().is_empty());
     // The first page of data.bin is not saved and there's no --rootfs here.
-    let v = json(&[
+    let v = ck2core_json(&[
         "read",
         &ckfix(),
         "--pid",
@@ -325,7 +315,8 @@ fn read_of_unmapped_memory_is_an_error_naming_the_address() {
         "{err}"
     );
     // Across the end of the heap: its last 8 bytes, then 8 that no mapping covers.
-    let heap = json(&["maps", &ckfix(), "--pid", "31227", "--json"])["processes"][0]["maps"]
+    let heap = ck2core_json(&["maps", &ckfix(), "--pid", "31227", "--json"])["processes"][0]
+        ["maps"]
         .as_array()
         .unwrap()
         .iter()
@@ -333,7 +324,7 @@ fn read_of_unmapped_memory_is_an_error_naming_the_address() {
         .map(|m| hex(&m["end"]))
         .unwrap();
     let at = format!("{:#x}", heap - 8);
-    let v = json(&["read", &ckfix(), "--pid", "31227", &at, "16", "--json"]);
+    let v = ck2core_json(&["read", &ckfix(), "--pid", "31227", &at, "16", "--json"]);
     let gaps = v["unavailable"].as_array().unwrap();
     assert_eq!(gaps.len(), 1, "{v}");
     assert_eq!(hex(&gaps[0]["start"]), heap);
@@ -349,7 +340,7 @@ fn read_of_unmapped_memory_is_an_error_naming_the_address() {
 
 #[test]
 fn env_reads_the_environment_from_memory() {
-    let v = json(&["env", &ckfix(), "--pid", "31227", "--json"]);
+    let v = ck2core_json(&["env", &ckfix(), "--pid", "31227", "--json"]);
     let env: Vec<&str> = v["processes"][0]["environ"]
         .as_array()
         .unwrap()
@@ -366,7 +357,7 @@ fn env_reads_the_environment_from_memory() {
 #[test]
 fn info_on_the_podman_archive() {
     let a = testdata().join("podman-counter/counter.tar.zst");
-    let v = json(&["info", a.to_str().unwrap(), "--json"]);
+    let v = ck2core_json(&["info", a.to_str().unwrap(), "--json"]);
     let c = &v["container"];
     assert_eq!(c["engine"], "Podman");
     assert_eq!(c["name"], "counter");
@@ -429,7 +420,7 @@ fn info_reads_cri_o_metadata() {
             ("bind.mounts", "[]".into()),
         ],
     );
-    let v = json(&["info", a.to_str().unwrap(), "--json"]);
+    let v = ck2core_json(&["info", a.to_str().unwrap(), "--json"]);
     let c = &v["container"];
     assert_eq!(c["engine"], "CRI-O");
     assert_eq!(c["name"], "nginx");
@@ -461,7 +452,7 @@ fn info_reads_containerd_metadata() {
             ("status", "{}".into()),
         ],
     );
-    let v = json(&["info", a.to_str().unwrap(), "--json"]);
+    let v = ck2core_json(&["info", a.to_str().unwrap(), "--json"]);
     let c = &v["container"];
     assert_eq!(c["engine"], "containerd");
     assert_eq!(c["name"], "redis");
@@ -473,7 +464,7 @@ fn info_reads_containerd_metadata() {
 
 #[test]
 fn info_on_a_bare_image_directory() {
-    let v = json(&["info", &ckfix(), "--json"]);
+    let v = ck2core_json(&["info", &ckfix(), "--json"]);
     assert!(v["container"].is_null());
     assert_eq!(v["processes"], 2);
     assert_eq!(v["threads"], 6);
@@ -484,7 +475,7 @@ fn info_on_a_bare_image_directory() {
 
 #[test]
 fn files_lists_descriptors_directories_and_mappings() {
-    let v = json(&["files", &ckfix(), "--pid", "31227", "--json"]);
+    let v = ck2core_json(&["files", &ckfix(), "--pid", "31227", "--json"]);
     let p = &v["processes"][0];
     assert_eq!(
         (p["cwd"].as_str(), p["root"].as_str()),
@@ -509,7 +500,7 @@ fn files_lists_descriptors_directories_and_mappings() {
         "{mapped:?}"
     );
     let podman = testdata().join("podman-counter/counter.tar");
-    let v = json(&["files", podman.to_str().unwrap(), "--pid", "1", "--json"]);
+    let v = ck2core_json(&["files", podman.to_str().unwrap(), "--pid", "1", "--json"]);
     let fds = v["processes"][0]["fds"].as_array().unwrap();
     assert_eq!(fds[1]["file"]["pipe_id"], 13099);
     assert_eq!(fds[2]["file"]["pipe_id"], 13100);
@@ -574,7 +565,7 @@ fn files_describes_sockets() {
         magic::FDINFO,
         &[fdinfo(3, 1, 4), fdinfo(4, 2, 5)],
     );
-    let v = json(&["files", dir.to_str().unwrap(), "--json"]);
+    let v = ck2core_json(&["files", dir.to_str().unwrap(), "--json"]);
     let fds = v["processes"][0]["fds"].as_array().unwrap();
     let tcp = &fds[0]["file"];
     assert_eq!(

@@ -11,16 +11,6 @@ const PARENT: u32 = 31400;
 const ZOMBIE: u32 = 31426;
 const CHILD: u32 = 31401;
 
-fn json(args: &[&str]) -> Value {
-    let out = ck2core(args);
-    assert!(
-        out.status.success(),
-        "ck2core {args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    serde_json::from_slice(&out.stdout).unwrap()
-}
-
 fn stdout(args: &[&str]) -> String {
     let out = ck2core(args);
     assert!(
@@ -37,7 +27,7 @@ fn a_zombie_with_a_garbage_pstree_thread_id_is_shown_and_skipped() {
     write_with_zombie(&dir, PARENT, ZOMBIE);
     let d = dir.to_str().unwrap();
 
-    let ps = json(&["ps", d, "--json"]);
+    let ps = ck2core_json(&["ps", d, "--json"]);
     let z = &ps["processes"][1];
     assert_eq!(z["pid"], ZOMBIE);
     assert_eq!(z["state"], "zombie", "{ps}");
@@ -55,7 +45,7 @@ fn a_zombie_with_a_garbage_pstree_thread_id_is_shown_and_skipped() {
     );
     assert!(!text.contains(&GARBAGE_TID.to_string()), "{text}");
 
-    let th = json(&["threads", d, "--json"]);
+    let th = ck2core_json(&["threads", d, "--json"]);
     assert_eq!(
         th["zombies"],
         serde_json::json!([{"pid": ZOMBIE, "comm": "defunct", "exit_code": 0x100}])
@@ -119,7 +109,7 @@ fn a_live_process_whose_pstree_thread_has_no_core_image_fails_alone() {
     );
     assert!(out.join(format!("core.{CHILD}")).exists());
 
-    let ps = json(&["ps", d, "--json"]);
+    let ps = ck2core_json(&["ps", d, "--json"]);
     let e = ps["processes"][0]["error"].as_str().unwrap();
     assert!(
         e.contains(&GARBAGE_TID.to_string()) && e.contains(&PARENT.to_string()),

@@ -48,6 +48,18 @@ pub fn ck2core_ok(args: &[&str]) -> String {
     err
 }
 
+/// Runs ck2core with `args` (a `--json` command), asserts it succeeded, and parses
+/// what it printed.
+pub fn ck2core_json(args: &[&str]) -> serde_json::Value {
+    let out = ck2core(args);
+    assert!(
+        out.status.success(),
+        "ck2core {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).unwrap_or_else(|e| panic!("{args:?}: not JSON ({e})"))
+}
+
 /// Runs `program` (gdb or gdb-multiarch) in batch mode: `init` are arguments that
 /// act before the core loads (`-iex`, `-ix`), then the core, the executable and
 /// `commands`. Returns stdout and stderr together.
