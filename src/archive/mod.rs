@@ -608,6 +608,12 @@ fn sniff(head: &[u8]) -> Option<Format> {
     }
 }
 
+/// Lower-case hex of `bytes` (digests, build-ids): here, in the lowest layer, so
+/// that the image reader and the resolver above it share one.
+pub fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
 /// Normalises a member name; `None` if it is unsafe (absolute, `..`) or empty.
 pub fn normalize_name(raw: &str) -> Option<String> {
     if raw.starts_with('/') {

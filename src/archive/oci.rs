@@ -25,7 +25,7 @@ use serde::Deserialize;
 use serde_json::Value;
 use sha2::Digest as _;
 
-use super::{normalize_name, resolve_link, Archive, Blob, Limits};
+use super::{hex, normalize_name, resolve_link, Archive, Blob, Limits};
 use crate::error::{Error, Result};
 
 /// Largest index, manifest or config blob read (they are JSON documents of a few KiB).
@@ -898,10 +898,6 @@ fn read_small(blob: &Blob, what: &str) -> std::result::Result<Vec<u8>, String> {
     blob.read_exact_at(0, &mut buf)
         .map_err(|e| format!("{what}: {e}"))?;
     Ok(buf)
-}
-
-fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
 fn string_map(v: Option<&Value>) -> BTreeMap<String, String> {

@@ -16,10 +16,7 @@ pub struct Expect<'a> {
     pub build_id: &'a [u8],
 }
 
-/// Lower-case hex of `bytes`.
-pub fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
-}
+pub use crate::archive::hex;
 
 /// The GNU build-id of a parsed object file (64- or 32-bit ELF, either byte order).
 pub fn build_id_of(file: &object::File<'_>) -> Option<Vec<u8>> {
